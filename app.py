@@ -1,0 +1,20 @@
+"""Serve every bot in bots/ over the Poe protocol: `python app.py` (HOST, PORT from the env)."""
+
+import logging
+import sys
+
+from engine.errors import EngineError
+from engine.server import Server
+from engine.settings import Settings
+from engine.web import create_app
+
+if __name__ == "__main__":
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app(settings=settings)
+    except EngineError as exc:
+        sys.exit(f"not starting:\n{exc}")
+    Server(app, settings).run()

@@ -1,0 +1,138 @@
+"""JMESPath conditions with the engine's own functions, checked when a bot loads."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jp_errors
+from jmespath import functions
+
+from .errors import ExpressionError
+
+
+@lru_cache(maxsize=1024)
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
+
+class EngineFunctions(functions.Functions):
+    """JMESPath's built-ins plus text helpers that bot conditions need most."""
+
+    @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+    def _func_regex(self, subject: str | None, pattern: str) -> bool:
+        return subject is not None and _pattern(pattern).search(subject) is not None
+
+    @functions.signature({"types": ["string"]})
+    def _func_lower(self, subject: str) -> str:
+        return subject.lower()
+
+    @functions.signature({"types": ["string"]})
+    def _func_upper(self, subject: str) -> str:
+        return subject.upper()
+
+    @functions.signature({"types": ["string"]})
+    def _func_trim(self, subject: str) -> str:
+        return subject.strip()
+
+    @functions.signature({"types": ["string"]})
+    def _func_word_count(self, subject: str) -> int:
+        return len(subject.split())
+
+    @functions.signature({"types": ["string"]}, {"types": ["array-string"]})
+    def _func_starts_with_any(self, subject: str, prefixes: list[str]) -> bool:
+        return subject.startswith(tuple(prefixes))
+
+    @functions.signature({"types": ["string"]}, {"types": ["array-string"]})
+    def _func_contains_any(self, subject: str, needles: list[str]) -> bool:
+        return any(needle in subject for needle in needles)
+
+
+_OPTIONS = jmespath.Options(custom_functions=EngineFunctions())
+FUNCTION_NAMES = sorted(EngineFunctions.FUNCTION_TABLE)  # type: ignore[attr-defined]
+_SIGNATURES: Mapping[str, list[Any]] = {
+    name: spec["signature"]
+    for name, spec in EngineFunctions.FUNCTION_TABLE.items()  # type: ignore[attr-defined]
+}
+
+
+class Condition:
+    """A compiled JMESPath expression; `matches` uses JMESPath truthiness."""
+
+    __slots__ = ("_parsed", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._parsed = _parse(source)
+        _check_functions(source, self._parsed.parsed)
+
+    def search(self, context: Mapping[str, Any]) -> Any:
+        return self._parsed.search(context, options=_OPTIONS)
+
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        # JMESPath's false values: null, false, "", [], {} (0 is true, as in the spec).
+        return self.search(context) not in (None, False, "", [], {})
+
+
+def compile_condition(source: str) -> Condition:
+    """Compile once at load; raises ExpressionError with the offset of the problem."""
+    return Condition(source)
+
+
+def _parse(source: str) -> Any:
+    try:
+        return jmespath.compile(source)
+    except jp_errors.IncompleteExpressionError as exc:
+        raise ExpressionError("invalid expression: it ends too early", exc.lex_position) from None
+    except jp_errors.LexerError as exc:
+        raise ExpressionError(f"invalid expression: {exc.message.lower()}", exc.lex_position) from None
+    except jp_errors.ParseError as exc:
+        token = exc.token_value if exc.token_value is not None else exc.token_type
+        message = f"invalid expression: unexpected {token!r}"
+        raise ExpressionError(message, exc.lex_position) from None
+
+
+def _check_functions(source: str, node: dict[str, Any]) -> None:
+    """Unknown names, wrong arity and bad regex literals are load errors, not runtime ones."""
+    if node.get("type") == "function_expression":
+        _check_call(source, node)
+    for child in node.get("children", []):
+        if isinstance(child, dict):
+            _check_functions(source, child)
+
+
+def _check_call(source: str, node: dict[str, Any]) -> None:
+    name, args = node["value"], node["children"]
+    offset = _call_offset(source, name)
+    if name not in _SIGNATURES:
+        close = difflib.get_close_matches(name, FUNCTION_NAMES, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        raise ExpressionError(f"unknown function '{name}'", offset, hint)
+    signature = _SIGNATURES[name]
+    variadic = bool(signature) and signature[-1].get("variadic", False)
+    if len(args) != len(signature) and not (variadic and len(args) >= len(signature)):
+        raise ExpressionError(
+            f"{name}() takes {len(signature)} argument{'s' * (len(signature) != 1)}, "
+            f"got {len(args)}",
+            offset,
+        )
+    if name == "regex" and args[1].get("type") == "literal":
+        _check_regex_literal(args[1]["value"], offset)
+
+
+def _check_regex_literal(pattern: Any, offset: int) -> None:
+    if not isinstance(pattern, str):
+        raise ExpressionError("regex() needs its pattern as a string", offset)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ExpressionError(f"invalid regular expression {pattern!r}: {exc.msg}", offset) from None
+
+
+def _call_offset(source: str, name: str) -> int:
+    found = re.search(rf"\b{re.escape(name)}\s*\(", source)
+    return found.start() if found else 0

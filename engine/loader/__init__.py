@@ -1,0 +1,174 @@
+"""The only place that knows about files: YAML in, CompiledBot (or located errors) out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from ..compiled import CompiledBot
+from ..errors import SourceSnippet, SpecError
+from ..spec import Bot
+from ..spec._base import ENV_REF, PatternError
+from .compile import Compiler
+from .locate import loc_text, offset_position, position, real_loc
+from .messages import message_for
+from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
+
+__all__ = ["LoadReport", "bot_files", "load_paths", "load_text"]
+
+BOT_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadReport:
+    """Every bot that loaded, and every problem found, errors and warnings alike."""
+
+    bots: dict[str, CompiledBot] = field(default_factory=dict)
+    problems: list[SpecError] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[SpecError]:
+        return sorted((p for p in self.problems if not p.is_warning), key=_place)
+
+    @property
+    def warnings(self) -> list[SpecError]:
+        return sorted((p for p in self.problems if p.is_warning), key=_place)
+
+
+def _place(problem: SpecError) -> tuple[str, int, int]:
+    return problem.file, problem.line, problem.column
+
+
+def load_text(
+    text: str, file: str = "<string>", env: Mapping[str, str] | None = None
+) -> tuple[CompiledBot | None, list[SpecError]]:
+    """Load one bot from YAML text; the bot is None when any error (not warning) was found."""
+    environ = os.environ if env is None else env
+    try:
+        document = parse(text)
+    except YamlSyntaxError as exc:
+        return None, [SpecError(exc.message, file, exc.line, exc.column)]
+    problems = _duplicate_keys(document, file)
+    spec = _validate(document, file, problems)
+    if spec is None:
+        return None, problems
+    name = spec.name or Path(file).stem
+    key, key_var = _access_key(spec, document, file, environ, problems)
+    compiler = Compiler(spec, document, file)
+    bot = compiler.compile(name, key, key_var)
+    problems += compiler.problems
+    if any(not p.is_warning for p in problems):
+        return None, problems
+    return bot, problems
+
+
+def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
+    return [
+        SpecError(f"duplicate key '{loc[-1]}'", file, mark.line, mark.column, loc_text(loc),
+                  hint="a key may appear once; the later value would silently win")
+        for loc, mark in document.duplicates
+    ]
+
+
+def _validate(document: MarkedDocument, file: str, problems: list[SpecError]) -> Bot | None:
+    if not isinstance(document.data, dict):
+        problems.append(SpecError("a bot file must be a mapping (key: value lines)", file))
+        return None
+    try:
+        return Bot.model_validate(document.data)
+    except ValidationError as exc:
+        problems += [_spec_error(document, file, error) for error in exc.errors()]
+        return None
+
+
+def _spec_error(document: MarkedDocument, file: str, error: ErrorDetails) -> SpecError:
+    loc = real_loc(document, tuple(error["loc"]))
+    mark = position(document, loc, key=error["type"] == "extra_forbidden")
+    message, hint = message_for(error)
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, PatternError):
+        line, column = offset_position(mark, document.lines, cause.pattern, cause.offset)
+        snippet = SourceSnippet(cause.pattern, cause.offset)
+        return SpecError(message, file, line, column, loc_text(loc), hint, snippet=snippet)
+    return SpecError(message, file, mark.line, mark.column, loc_text(loc), hint)
+
+
+def _access_key(
+    spec: Bot,
+    document: MarkedDocument,
+    file: str,
+    environ: Mapping[str, str],
+    problems: list[SpecError],
+) -> tuple[str | None, str | None]:
+    if spec.access_key is None:
+        return None, None
+    match = ENV_REF.match(spec.access_key)
+    assert match is not None  # the spec's pattern guarantees it
+    variable = match.group(1)
+    value = environ.get(variable) or None
+    if value is None:
+        mark = position(document, ("access_key",))
+        problems.append(
+            SpecError(
+                f"environment variable {variable} is not set",
+                file, mark.line, mark.column, "access_key",
+                hint="without a key the bot is served only on a loopback address",
+                severity="warning",
+            )
+        )
+    return value, variable
+
+
+def bot_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The bot files named, directories expanded to their *.yaml and *.yml files."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in BOT_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def load_paths(
+    paths: Iterable[str | Path], env: Mapping[str, str] | None = None
+) -> LoadReport:
+    """Load every bot file, collecting all problems across files, duplicate names included."""
+    report = LoadReport()
+    defined_in: dict[str, str] = {}
+    for path in bot_files(paths):
+        report.files += 1
+        shown = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            report.problems.append(SpecError(f"cannot read the file: {exc}", shown))
+            continue
+        bot, problems = load_text(text, shown, env)
+        report.problems += problems
+        if bot is None:
+            continue
+        if bot.name in defined_in:
+            report.problems.append(_duplicate_name(bot, text, defined_in[bot.name]))
+            continue
+        defined_in[bot.name] = shown
+        report.bots[bot.name] = bot
+    return report
+
+
+def _duplicate_name(bot: CompiledBot, text: str, first_file: str) -> SpecError:
+    line, column = 1, 1
+    if bot.spec.name is not None:
+        mark = position(parse(text), ("name",))
+        line, column = mark.line, mark.column
+    return SpecError(
+        f"bot name '{bot.name}' is already used by {first_file}",
+        bot.file, line, column, "name",
+        hint="each bot needs its own name; it is the URL path",
+    )

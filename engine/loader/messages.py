@@ -1,0 +1,163 @@
+"""Pydantic's validation errors rewritten for bot authors: what was given, what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from ..spec import Bot
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a mapping",
+    list: "a list",
+    type(None): "nothing",
+}
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping (key: value lines)",
+    "list_type": "a list (lines starting with '- ')",
+    "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+}
+
+
+def describe(value: Any) -> str:
+    """`'0.3' (a string)`: the value as written and what YAML made of it."""
+    kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+    shown = repr(value) if not isinstance(value, dict | list) else ("a mapping" if isinstance(value, dict) else "a list")
+    return shown if shown == kind else f"{shown} ({kind})"
+
+
+def message_for(error: ErrorDetails) -> tuple[str, str | None]:
+    """The message and optional hint for one pydantic error."""
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        allowed = allowed_keys(error["loc"][:-1])
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else ("allowed: " + ", ".join(allowed) if allowed else None)
+        return f"unknown key '{name}'", hint
+    if kind == "missing":
+        return f"missing required key '{error['loc'][-1]}'", None
+    if kind in _EXPECTED:
+        hint = "remove the quotes" if isinstance(value, str) and kind.startswith(("int", "float", "bool")) else None
+        return f"got {describe(value)}; expected {_EXPECTED[kind]}", hint
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"got {describe(value)}; expected one of {expected}", _close_literal(value, expected)
+    if kind == "string_pattern_mismatch":
+        return f"got {describe(value)}; {_pattern_advice(error)}", None
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, "), None
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        expected = str(ctx.get("expected_tags", ""))
+        return (
+            f"unknown {str(ctx.get('discriminator', 'type')).strip(chr(39))} {ctx.get('tag')!r}; "
+            f"expected one of {expected}",
+            _close_literal(ctx.get("tag"), expected),
+        )
+    if kind == "route_action":
+        present = sorted(value) if isinstance(value, dict) else []
+        return str(error["msg"]), _route_hint(present)
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}", None
+
+
+def _pattern_advice(error: ErrorDetails) -> str:
+    pattern = str(error.get("ctx", {}).get("pattern", ""))
+    if pattern.startswith("^\\$\\{"):
+        return "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself"
+    if "A-Za-z0-9_.-" in pattern:
+        return "expected letters, digits, '-', '_' or '.' (it becomes the URL path), at most 64"
+    return f"expected text matching {pattern}"
+
+
+def _close_literal(value: Any, expected: str) -> str | None:
+    choices = [part.strip(" '\"") for part in expected.replace(" or ", ", ").split(",")]
+    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _route_hint(present: list[str]) -> str | None:
+    from ..spec.routes import ACTION_KEYS, ErrorRoute, ReplyRoute
+
+    actions = [key for key in present if key in ACTION_KEYS]
+    if len(actions) > 1:
+        return "found " + " and ".join(actions) + "; split them into separate routes"
+    known = set(ReplyRoute.model_fields) | set(ErrorRoute.model_fields) | {"if"}
+    for key in present:
+        close = difflib.get_close_matches(key, ACTION_KEYS, n=1)
+        if key not in known and close:
+            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+    return None
+
+
+def allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at `loc` accepts (loc as pydantic reports it, tags included)."""
+    model = _model_at(Bot, list(loc))
+    if model is None:
+        return []
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _model_at(annotation: Any, loc: list[Any]) -> type[BaseModel] | None:
+    annotation, consumed = _unwrap(annotation, loc[0] if loc else None)
+    if consumed:
+        loc = loc[1:]
+    if not loc:
+        return annotation if _is_model(annotation) else None
+    part, rest = loc[0], loc[1:]
+    if _is_model(annotation):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return _model_at(field.annotation, rest)
+        return None
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and args:
+        return _model_at(args[0], rest)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        return _model_at(args[1], rest)
+    return None
+
+
+def _unwrap(annotation: Any, tag: Any) -> tuple[Any, bool]:
+    """Strip Annotated and pick the union member named by the tag (consumed) or the only one."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation, False
+    members = [_unwrap(arg, None)[0] for arg in typing.get_args(annotation)]
+    for member in members:
+        if _is_model(member) and tag is not None and tag in _tags(member):
+            return member, True
+    useful = [m for m in members if _is_model(m) or typing.get_origin(m) in (list, dict)]
+    return (useful[0] if len(useful) == 1 else annotation), False
+
+
+def _tags(model: type[BaseModel]) -> set[Any]:
+    """The discriminator values that select `model` in a union."""
+    tags = {getattr(model, "kind", None)}
+    for field in model.model_fields.values():
+        if typing.get_origin(field.annotation) is typing.Literal:
+            tags.update(typing.get_args(field.annotation))
+    return tags
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

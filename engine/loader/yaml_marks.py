@@ -1,0 +1,92 @@
+"""YAML to plain data, keeping the line and column of every key and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Loc = tuple[str | int, ...]
+
+try:  # libyaml is much faster; fall back to pure Python where it is missing
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class Mark:
+    """1-based position of a node, with the scalar style needed to place offsets inside it."""
+
+    line: int
+    column: int
+    style: str | None = None
+
+
+@dataclass
+class MarkedDocument:
+    """The parsed data plus where each part came from."""
+
+    data: Any
+    lines: list[str] = field(default_factory=list)
+    values: dict[Loc, Mark] = field(default_factory=dict)
+    keys: dict[Loc, Mark] = field(default_factory=dict)
+    duplicates: list[tuple[Loc, Mark]] = field(default_factory=list)
+
+
+class YamlSyntaxError(Exception):
+    """Broken YAML, with a 1-based position."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.message, self.line, self.column = message, line, column
+
+
+def parse(text: str) -> MarkedDocument:
+    """Parse one YAML document; an empty file gives `None` data."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlSyntaxError(f"invalid YAML: {problem}", line, column) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"invalid YAML: {exc}", 1, 1) from None
+    document = MarkedDocument(data=None, lines=text.splitlines())
+    if root is not None:
+        document.data = _Builder(document).build(root, ())
+    return document
+
+
+def _mark(node: yaml.Node) -> Mark:
+    style = getattr(node, "style", None)
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1, style)
+
+
+class _Builder:
+    def __init__(self, document: MarkedDocument) -> None:
+        self._document = document
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self._document.values[loc] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
+        return self._constructor.construct_object(node)
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        self._constructor.flatten_mapping(node)  # merge keys (<<) as PyYAML does
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._constructor.construct_object(key_node)
+            key = key if isinstance(key, str | int) else str(key)
+            child = (*loc, key)
+            if key in result:
+                self._document.duplicates.append((child, _mark(key_node)))
+            self._document.keys[child] = _mark(key_node)
+            result[key] = self.build(value_node, child)
+        return result

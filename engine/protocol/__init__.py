@@ -1,0 +1,1 @@
+"""The Poe wire format: request models, event values, SSE and JSON encoders, settings."""

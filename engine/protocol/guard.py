@@ -1,0 +1,50 @@
+"""The stream rules every answer obeys, enforced in one place for SSE and JSON alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from .events import Done, Error, Event, Meta
+
+log = logging.getLogger("engine.protocol")
+
+UNEXPECTED = "The bot encountered an unexpected issue. Please try again later."
+
+
+def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
+    """`meta` first, at most one `error`, nothing after it, and always a final `done`.
+
+    An exception inside the runtime becomes one `Error(allow_retry=False)`, logged with
+    the bot's name, instead of a broken stream: by then the HTTP status is already 200.
+    """
+    iterator = iter(events)
+    started = False
+    try:
+        for event in iterator:
+            if not started:
+                started = True
+                yield event if isinstance(event, Meta) else Meta()
+                if isinstance(event, Meta):
+                    continue
+            if isinstance(event, Done):
+                break
+            if isinstance(event, Meta):
+                continue  # Poe ignores a non-first meta; so do we
+            yield event
+            if isinstance(event, Error):
+                break
+    except Exception:
+        log.exception("bot %s: unexpected failure while answering", bot_name)
+        if not started:
+            started = True
+            yield Meta()
+        yield Error(UNEXPECTED, allow_retry=False)
+    finally:
+        # Stop the producer (and whatever upstream call it holds) as soon as we stop reading.
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+    if not started:
+        yield Meta()
+    yield Done()

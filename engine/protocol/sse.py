@@ -1,0 +1,20 @@
+"""Events to Server-Sent Events bytes: the only place that knows the framing."""
+
+from __future__ import annotations
+
+import json
+
+from .events import Event
+
+# CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
+_EOL = "\r\n"
+KEEPALIVE = f": ping{_EOL}{_EOL}".encode()
+CONTENT_TYPE = "text/event-stream; charset=utf-8"
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def encode(event: Event) -> bytes:
+    """One event as `event: <name>` + `data: <json on one line>` + a blank line."""
+    # json.dumps escapes newlines inside strings, so the data always fits on one line.
+    payload = json.dumps(event.data(), ensure_ascii=False)
+    return f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}".encode()

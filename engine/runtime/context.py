@@ -1,0 +1,69 @@
+"""The one context document that conditions and templates read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..compiled import CompiledBot
+from ..protocol.requests import Message, QueryRequest
+
+
+def last_user_message(request: QueryRequest) -> Message | None:
+    """Poe puts the new user message last; be lenient if something follows it."""
+    for message in reversed(request.query):
+        if message.role == "user":
+            return message
+    return None
+
+
+def build_context(
+    bot: CompiledBot, request: QueryRequest, message: Message, now: datetime
+) -> dict[str, Any]:
+    """Plain JSON-like data only: JMESPath and the Jinja sandbox both read it safely."""
+    history = request.query[: request.query.index(message)]
+    return {
+        "message": message.content,
+        "attachments": [attachment.model_dump() for attachment in message.attachments],
+        "params": _params(bot.param_defaults, message.parameters),
+        "history": [
+            {"role": m.role, "content": m.content} for m in history if m.role in ("user", "bot")
+        ],
+        "turn": sum(1 for m in history if m.role == "user") + 1,
+        "vars": {},
+        "user": {"id": request.user_id},
+        "conversation": {"id": request.conversation_id},
+        "language": request.language_code,
+        "bot": {"name": bot.name, "description": bot.spec.description},
+        "now": _now(now),
+    }
+
+
+def _params(defaults: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by the user's values; a value of the wrong type keeps the default."""
+    params = dict(defaults)
+    for name, value in chosen.items():
+        default = defaults.get(name)
+        if default is None or _same_kind(default, value):
+            params[name] = value
+    return params
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def _now(now: datetime) -> dict[str, Any]:
+    return {
+        "iso": now.isoformat(timespec="seconds"),
+        "date": now.date().isoformat(),
+        "time": now.strftime("%H:%M"),
+        "hour": now.hour,
+        "minute": now.minute,
+        "weekday": now.weekday(),
+        "timestamp": int(now.timestamp()),
+    }

@@ -1,0 +1,50 @@
+"""The root of the language: one bot per YAML file."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import EnvRef, StrictModel, Template
+from .input import InputRules
+from .poe_settings import PoeSettings
+from .routes import Route
+from .tests import TestCase
+
+BOT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Bot(StrictModel):
+    """A Poe server bot, answered entirely from this file."""
+
+    name: str | None = Field(
+        None,
+        pattern=BOT_NAME_PATTERN,
+        description="URL path of the bot (`POST /<name>`); default: the file name.",
+    )
+    description: str = Field("", description="What the bot does, for people and listings.")
+    access_key: EnvRef | None = Field(
+        None,
+        description="`${ENV_VAR}` holding the Poe access key; never the key itself. "
+        "Without one the bot is served only on a loopback address.",
+    )
+    greeting: str | None = Field(
+        None, description="Markdown shown when a chat starts (Poe `introduction_message`)."
+    )
+    suggested_replies: list[Template] = Field(
+        default_factory=list,
+        description="Default suggested replies, sent after answers whose route has none.",
+    )
+    prompts: dict[str, Template] = Field(
+        default_factory=dict,
+        description='Named templates; use one with `{% include "name" %}`.',
+    )
+    input: InputRules | None = Field(None, description="Checks on every user message.")
+    routes: list[Route] = Field(
+        min_length=1, description="Tried in order; the first whose `if` holds answers."
+    )
+    settings: PoeSettings = Field(
+        default_factory=PoeSettings, description="Poe settings sent to Poe."
+    )
+    tests: list[TestCase] = Field(
+        default_factory=list, description="Conversations run by `python -m engine test`."
+    )

@@ -1,0 +1,18 @@
+"""The one context document that conditions and templates read, described for users."""
+
+from __future__ import annotations
+
+CONTEXT_DOC: dict[str, str] = {
+    "message": "The user's new message (text).",
+    "attachments": "Files on the new message: name, content_type, url, parsed_content.",
+    "params": "Parameter-control values: the defaults, overridden by the user's choices.",
+    "history": "Earlier messages, oldest first: role (user or bot) and content.",
+    "turn": "How many user messages the conversation has, this one included.",
+    "vars": "Variables saved by flows (empty until flows exist).",
+    "user": "The user: id.",
+    "conversation": "The conversation: id.",
+    "language": "The user's language code, such as `en`.",
+    "bot": "This bot: name and description.",
+    "now": "Current UTC time: iso, date, time, hour, minute, weekday (Monday=0), timestamp.",
+}
+CONTEXT_NAMES = frozenset(CONTEXT_DOC)

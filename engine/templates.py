@@ -1,0 +1,121 @@
+"""Sandboxed Jinja templates over the context document, compiled once per bot."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from .errors import RunError, TemplateError
+
+_MARKERS = ("{{", "{%", "{#")
+
+
+class Renderable(Protocol):
+    """What the runtime calls: render the template against one context."""
+
+    source: str
+
+    def render(self, context: Mapping[str, Any]) -> str: ...
+
+
+class PlainText:
+    """A template without Jinja markers: rendering it is free."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return self.source
+
+
+class JinjaTemplate:
+    """A compiled Jinja template; render errors become RunError with the template named."""
+
+    __slots__ = ("_template", "loc", "source")
+
+    def __init__(self, source: str, template: jinja2.Template, loc: str) -> None:
+        self.source = source
+        self._template = template
+        self.loc = loc
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        try:
+            return self._template.render(context)
+        except SecurityError as exc:
+            raise RunError(_BROKEN, f"{self.loc}: template refused by the sandbox: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise RunError(_BROKEN, f"{self.loc}: template failed: {exc}") from exc
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            raise RunError(_BROKEN, f"{self.loc}: template failed: {exc!r}") from exc
+
+
+_BROKEN = "Sorry, this bot could not build its answer. Its creator has been told."
+
+
+class TemplateCompiler:
+    """One sandboxed environment per bot, whose loader holds that bot's named prompts."""
+
+    def __init__(self, prompts: Mapping[str, str], context_names: Iterable[str]) -> None:
+        self._env = ImmutableSandboxedEnvironment(
+            undefined=jinja2.StrictUndefined,
+            loader=jinja2.DictLoader(dict(prompts)),
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        self._prompt_names = sorted(prompts)
+        self._context_names = sorted(context_names)
+
+    def compile(self, source: str, loc: str = "template") -> Renderable:
+        """Compile once at load; raises TemplateError with the offset of the problem."""
+        if not any(marker in source for marker in _MARKERS):
+            return PlainText(source)
+        try:
+            tree = self._env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"invalid template: {exc.message}", _line_offset(source, exc.lineno)
+            ) from None
+        self._check_names(source, tree)
+        return JinjaTemplate(source, self._env.from_string(tree), loc)
+
+    def _check_names(self, source: str, tree: nodes.Template) -> None:
+        for name in sorted(meta.find_undeclared_variables(tree)):
+            if name not in self._context_names:
+                raise TemplateError(
+                    f"unknown variable '{name}'",
+                    _find(source, name),
+                    _did_you_mean(name, self._context_names),
+                )
+        for included in meta.find_referenced_templates(tree):
+            if included is not None and included not in self._prompt_names:
+                known = ", ".join(self._prompt_names) or "none are defined"
+                hint = _did_you_mean(included, self._prompt_names) or f"prompts: {known}"
+                raise TemplateError(f"unknown prompt '{included}'", _find(source, included), hint)
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _find(source: str, name: str) -> int:
+    offset = source.find(name)
+    return max(offset, 0)
+
+
+def _line_offset(source: str, lineno: int) -> int:
+    """Offset of the first character of 1-based line `lineno`."""
+    offset = 0
+    for _ in range(max(lineno, 1) - 1):
+        found = source.find("\n", offset)
+        if found == -1:
+            break
+        offset = found + 1
+    return offset

@@ -1,0 +1,132 @@
+"""Runs the conversations declared in a bot's `tests:` block through the real runtime."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .compiled import CompiledBot
+from .protocol.events import Data, Error, Event, Replace, Suggest, Text
+from .protocol.guard import guarded
+from .protocol.requests import Message, QueryRequest
+from .runtime import run
+from .spec import Expect, TestCase, Turn
+
+
+@dataclass
+class Answer:
+    """What the user would see after one turn."""
+
+    text: str = ""
+    suggested: list[str] = field(default_factory=list)
+    error: Error | None = None
+    metadata: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def shown(self) -> str:
+        """What the user sees: the answer, followed by the error's text if it failed."""
+        if self.error is None:
+            return self.text
+        return f"{self.text}{self.error.text}" if self.text else self.error.text
+
+
+@dataclass
+class CaseResult:
+    """One declared test: passed when `failures` is empty."""
+
+    bot: str
+    name: str
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def answer(bot: CompiledBot, history: list[Message], now: datetime | None = None) -> Answer:
+    """Send the conversation to the bot, as Poe would, and collect the answer."""
+    request = QueryRequest(query=history, user_id="u-test", conversation_id="c-test")
+    result = Answer()
+    for event in guarded(run(bot, request, now), bot.name):
+        result.events.append(event)
+        if isinstance(event, Text):
+            result.text += event.text
+        elif isinstance(event, Replace):
+            result.text = event.text
+        elif isinstance(event, Suggest):
+            result.suggested.append(event.text)
+        elif isinstance(event, Error):
+            result.error = event
+        elif isinstance(event, Data):
+            result.metadata = event.metadata
+    return result
+
+
+def run_case(bot: CompiledBot, case: TestCase, index: int) -> CaseResult:
+    """Play every turn in order; the bot's answers become the history of the next turn."""
+    name = case.name or f"test {index + 1}"
+    history: list[Message] = []
+    failures: list[str] = []
+    turns = case.all_turns()
+    for number, turn in enumerate(turns, start=1):
+        history.append(_user_message(turn))
+        result = answer(bot, history)
+        prefix = f"turn {number}: " if len(turns) > 1 else ""
+        failures += [prefix + failure for failure in check(turn.expect, result)]
+        history.append(Message(role="bot", content=result.text, metadata=result.metadata))
+    return CaseResult(bot.name, name, failures)
+
+
+def run_bot_tests(bot: CompiledBot) -> list[CaseResult]:
+    return [run_case(bot, case, index) for index, case in enumerate(bot.spec.tests)]
+
+
+def _user_message(turn: Turn) -> Message:
+    attachments: list[Any] = [a.model_dump() for a in turn.attachments]
+    return Message.model_validate(
+        {"role": "user", "content": turn.say, "parameters": turn.params, "attachments": attachments}
+    )
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+def check(expect: Expect, result: Answer) -> list[str]:
+    """Every expectation that does not hold, described with what was actually sent."""
+    failures: list[str] = []
+    text = result.shown
+    for needle in _as_list(expect.contains):
+        if needle not in text:
+            failures.append(f"expected the answer to contain {needle!r}; got {text!r}")
+    for needle in _as_list(expect.not_contains):
+        if needle in text:
+            failures.append(f"expected the answer not to contain {needle!r}; got {text!r}")
+    if expect.equals is not None and text != expect.equals:
+        failures.append(f"expected the answer {expect.equals!r}; got {text!r}")
+    if expect.regex is not None and not re.search(expect.regex, text):
+        failures.append(f"expected the answer to match /{expect.regex}/; got {text!r}")
+    if expect.suggested is not None and result.suggested != expect.suggested:
+        failures.append(f"expected suggested replies {expect.suggested}; got {result.suggested}")
+    failures += _check_error(expect, result.error)
+    return failures
+
+
+def _check_error(expect: Expect, error: Error | None) -> list[str]:
+    wants_error = bool(expect.error) or expect.error_type is not None or expect.allow_retry is not None
+    if error is None:
+        return ["expected an error; the bot answered normally"] if wants_error else []
+    shown = f"error {error.text!r} (error_type={error.error_type}, allow_retry={error.allow_retry})"
+    if not wants_error:
+        return [f"expected an answer; got {shown}"]
+    failures = []
+    if expect.error_type is not None and error.error_type != expect.error_type:
+        failures.append(f"expected error_type {expect.error_type}; got {shown}")
+    if expect.allow_retry is not None and error.allow_retry != expect.allow_retry:
+        failures.append(f"expected allow_retry {expect.allow_retry}; got {shown}")
+    return failures

@@ -1,0 +1,80 @@
+"""The Flask app factory: every bot in one folder, served over the Poe protocol."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask
+
+from ..compiled import CompiledBot
+from ..errors import EngineError, SpecErrors
+from ..loader import load_paths
+from ..protocol.settings import settings_response
+from ..settings import Settings
+from . import health, poe
+
+__all__ = ["EngineState", "StartupError", "create_app"]
+
+log = logging.getLogger("engine.web")
+
+
+class StartupError(EngineError):
+    """The server must not start as configured; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the request handlers read: the bots and their pre-encoded settings answers."""
+
+    bots: Mapping[str, CompiledBot]
+    settings_bodies: Mapping[str, bytes]
+    settings: Settings
+
+
+def create_app(
+    bots_dir: str | Path | None = None,
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Flask:
+    """Load and check every bot, then build the app; broken bots stop the start-up."""
+    settings = settings or Settings()
+    report = load_paths([bots_dir or settings.bots_dir], env)
+    if report.errors:
+        raise SpecErrors(report.errors)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    _check_keys(report.bots, settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["engine"] = EngineState(
+        bots=report.bots,
+        settings_bodies={
+            name: json.dumps(settings_response(bot.spec)).encode()
+            for name, bot in report.bots.items()
+        },
+        settings=settings,
+    )
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(poe.blueprint)
+    return app
+
+
+def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
+    keyless = sorted(name for name, bot in bots.items() if bot.access_key is None)
+    if not keyless:
+        return
+    if settings.is_loopback:
+        log.warning(
+            "serving %s without an access key: anyone on this machine can call them",
+            ", ".join(keyless),
+        )
+        return
+    raise StartupError(
+        f"refusing to serve {', '.join(keyless)} on {settings.host} without an access key: "
+        "set `access_key: ${SOME_VAR}` in each bot and export that variable, "
+        "or bind HOST=127.0.0.1"
+    )
