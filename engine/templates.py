@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -79,11 +80,21 @@ class TemplateCompiler:
         try:
             tree = self._env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
+            message = (exc.message or "").rstrip(".")
             raise TemplateError(
-                f"invalid template: {exc.message}", _line_offset(source, exc.lineno)
+                f"invalid template: {message}", _line_offset(source, exc.lineno)
             ) from None
+        try:
+            compiled = self._env.from_string(tree)
+        except jinja2.TemplateSyntaxError as exc:  # unknown filters and tests land here
+            message = (exc.message or "").rstrip(".")
+            named = re.search(r"'([^']+)'", message)
+            offset = _line_offset(source, exc.lineno)
+            if named and named.group(1) in source[offset:]:
+                offset = source.index(named.group(1), offset)
+            raise TemplateError(f"invalid template: {message}", offset) from None
         self._check_names(source, tree)
-        return JinjaTemplate(source, self._env.from_string(tree), loc)
+        return JinjaTemplate(source, compiled, loc)
 
     def _check_names(self, source: str, tree: nodes.Template) -> None:
         for name in sorted(meta.find_undeclared_variables(tree)):
