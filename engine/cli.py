@@ -44,8 +44,8 @@ def validate(paths: tuple[str, ...]) -> None:
     report = _load(paths)
     _print_problems(report)
     errors, warnings = len(report.errors), len(report.warnings)
-    summary = f"{_plural(report.files, 'file')}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
-    click.echo(summary)
+    counts = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
+    click.echo(f"{_plural(report.files, 'file')}: {counts}")
     sys.exit(1 if errors else 0)
 
 

@@ -53,10 +53,9 @@ class EngineFunctions(functions.Functions):
 
 
 _OPTIONS = jmespath.Options(custom_functions=EngineFunctions())
-FUNCTION_NAMES = sorted(EngineFunctions.FUNCTION_TABLE)  # type: ignore[attr-defined]
+FUNCTION_NAMES = sorted(EngineFunctions.FUNCTION_TABLE)
 _SIGNATURES: Mapping[str, list[Any]] = {
-    name: spec["signature"]
-    for name, spec in EngineFunctions.FUNCTION_TABLE.items()  # type: ignore[attr-defined]
+    name: spec["signature"] for name, spec in EngineFunctions.FUNCTION_TABLE.items()
 }
 
 
@@ -89,7 +88,9 @@ def _parse(source: str) -> Any:
     except jp_errors.IncompleteExpressionError as exc:
         raise ExpressionError("invalid expression: it ends too early", exc.lex_position) from None
     except jp_errors.LexerError as exc:
-        raise ExpressionError(f"invalid expression: {exc.message.lower()}", exc.lex_position) from None
+        raise ExpressionError(
+            f"invalid expression: {exc.message.lower()}", exc.lex_position
+        ) from None
     except jp_errors.ParseError as exc:
         token = exc.token_value if exc.token_value is not None else exc.token_type
         message = f"invalid expression: unexpected {token!r}"
@@ -130,7 +131,9 @@ def _check_regex_literal(pattern: Any, offset: int) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise ExpressionError(f"invalid regular expression {pattern!r}: {exc.msg}", offset) from None
+        raise ExpressionError(
+            f"invalid regular expression {pattern!r}: {exc.msg}", offset
+        ) from None
 
 
 def _call_offset(source: str, name: str) -> int:

@@ -118,7 +118,9 @@ def check(expect: Expect, result: Answer) -> list[str]:
 
 
 def _check_error(expect: Expect, error: Error | None) -> list[str]:
-    wants_error = bool(expect.error) or expect.error_type is not None or expect.allow_retry is not None
+    wants_error = (
+        bool(expect.error) or expect.error_type is not None or expect.allow_retry is not None
+    )
     if error is None:
         return ["expected an error; the bot answered normally"] if wants_error else []
     shown = f"error {error.text!r} (error_type={error.error_type}, allow_retry={error.allow_retry})"

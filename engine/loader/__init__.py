@@ -70,8 +70,14 @@ def load_text(
 
 def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
     return [
-        SpecError(f"duplicate key '{loc[-1]}'", file, mark.line, mark.column, loc_text(loc),
-                  hint="a key may appear once; the later value would silently win")
+        SpecError(
+            f"duplicate key '{loc[-1]}'",
+            file,
+            mark.line,
+            mark.column,
+            loc_text(loc),
+            hint="a key may appear once; the later value would silently win",
+        )
         for loc, mark in document.duplicates
     ]
 
@@ -117,7 +123,10 @@ def _access_key(
         problems.append(
             SpecError(
                 f"environment variable {variable} is not set",
-                file, mark.line, mark.column, "access_key",
+                file,
+                mark.line,
+                mark.column,
+                "access_key",
                 hint="without a key the bot is served only on a loopback address",
                 severity="warning",
             )
@@ -136,9 +145,7 @@ def bot_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def load_paths(
-    paths: Iterable[str | Path], env: Mapping[str, str] | None = None
-) -> LoadReport:
+def load_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> LoadReport:
     """Load every bot file, collecting all problems across files, duplicate names included."""
     report = LoadReport()
     defined_in: dict[str, str] = {}
@@ -169,6 +176,9 @@ def _duplicate_name(bot: CompiledBot, text: str, first_file: str) -> SpecError:
         line, column = mark.line, mark.column
     return SpecError(
         f"bot name '{bot.name}' is already used by {first_file}",
-        bot.file, line, column, "name",
+        bot.file,
+        line,
+        column,
+        "name",
         hint="each bot needs its own name; it is the URL path",
     )

@@ -83,9 +83,7 @@ class Compiler:
             return CompiledReply(loc_text(loc), condition, reply, suggest)
         error = route.error
         text = self.template(error.text, (*loc, "error", "text"))
-        return CompiledError(
-            loc_text(loc), condition, text, error.allow_retry, error.error_type
-        )
+        return CompiledError(loc_text(loc), condition, text, error.allow_retry, error.error_type)
 
     def _check_reachable(self) -> None:
         fallbacks = [i for i, route in enumerate(self.spec.routes) if route.when is None]
@@ -96,7 +94,10 @@ class Compiler:
                 SpecError(
                     f"this route is never reached: routes[{fallbacks[0]}] has no `if` "
                     "and answers every message",
-                    self._file, mark.line, mark.column, loc_text(loc),
+                    self._file,
+                    mark.line,
+                    mark.column,
+                    loc_text(loc),
                     hint="move the fallback route last",
                 )
             )
@@ -105,8 +106,12 @@ class Compiler:
             self.problems.append(
                 SpecError(
                     "no fallback route: a message that matches no `if` gets an error",
-                    self._file, mark.line, mark.column, "routes",
-                    hint="add a last route without `if`", severity="warning",
+                    self._file,
+                    mark.line,
+                    mark.column,
+                    "routes",
+                    hint="add a last route without `if`",
+                    severity="warning",
                 )
             )
 
@@ -119,7 +124,9 @@ class Compiler:
             reject=tuple(re.compile(pattern) for pattern in rules.reject),
             attachments_required=bool(attachments and attachments.required),
             attachments_max=attachments.max if attachments else None,
-            attachment_types=tuple(attachments.types) if attachments and attachments.types else None,
+            attachment_types=tuple(attachments.types)
+            if attachments and attachments.types
+            else None,
             invalid=invalid,
             error_type=rules.error_type,
         )

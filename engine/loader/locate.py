@@ -12,14 +12,17 @@ def real_loc(document: MarkedDocument, loc: Loc) -> Loc:
     kept: list[str | int] = []
     current: Any = document.data
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
-        else:
-            continue
+        if not _has_key(current, part):
+            continue  # a union tag, not written in the file
+        current = current[part]
         kept.append(part)
     return tuple(kept)
+
+
+def _has_key(value: Any, part: str | int) -> bool:
+    if isinstance(value, dict):
+        return part in value
+    return isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
 
 
 def loc_text(loc: Loc) -> str:

@@ -40,7 +40,11 @@ _EXPECTED = {
 def describe(value: Any) -> str:
     """`'0.3' (a string)`: the value as written and what YAML made of it."""
     kind = _TYPE_NAMES.get(type(value), type(value).__name__)
-    shown = repr(value) if not isinstance(value, dict | list) else ("a mapping" if isinstance(value, dict) else "a list")
+    shown = (
+        repr(value)
+        if not isinstance(value, dict | list)
+        else ("a mapping" if isinstance(value, dict) else "a list")
+    )
     return shown if shown == kind else f"{shown} ({kind})"
 
 
@@ -51,12 +55,20 @@ def message_for(error: ErrorDetails) -> tuple[str, str | None]:
         name = str(error["loc"][-1])
         allowed = allowed_keys(error["loc"][:-1])
         close = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else ("allowed: " + ", ".join(allowed) if allowed else None)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else ("allowed: " + ", ".join(allowed) if allowed else None)
+        )
         return f"unknown key '{name}'", hint
     if kind == "missing":
         return f"missing required key '{error['loc'][-1]}'", None
     if kind in _EXPECTED:
-        hint = "remove the quotes" if isinstance(value, str) and kind.startswith(("int", "float", "bool")) else None
+        hint = (
+            "remove the quotes"
+            if isinstance(value, str) and kind.startswith(("int", "float", "bool"))
+            else None
+        )
         return f"got {describe(value)}; expected {_EXPECTED[kind]}", hint
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")

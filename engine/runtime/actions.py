@@ -28,7 +28,9 @@ def _suggestions(
     default: tuple[Renderable, ...],
     context: dict[str, Any],
 ) -> list[str]:
-    rendered = (template.render(context).strip() for template in (own if own is not None else default))
+    rendered = (
+        template.render(context).strip() for template in (own if own is not None else default)
+    )
     return [text for text in rendered if text]
 
 

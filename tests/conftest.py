@@ -1,0 +1,80 @@
+"""Shared fixtures: build bots from YAML text, apps over a folder of bots, clean env."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine.compiled import CompiledBot
+from engine.errors import SpecErrors
+from engine.loader import load_text
+from engine.settings import Settings
+from engine.web import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+BOTS_DIR = REPO / "bots"
+KEY = "K" * 32
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's own HOST, PORT or keys."""
+    for name in ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def compile_bot(yaml_text: str, env: dict[str, str] | None = None) -> CompiledBot:
+    """A CompiledBot from YAML text, failing loudly on any spec error."""
+    bot, problems = load_text(textwrap.dedent(yaml_text), "bot.yaml", env or {})
+    errors = [p for p in problems if not p.is_warning]
+    if bot is None:
+        raise SpecErrors(errors)
+    return bot
+
+
+@pytest.fixture
+def make_bot() -> Callable[..., CompiledBot]:
+    return compile_bot
+
+
+@pytest.fixture
+def bots_dir(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
+    """Write {file name: YAML text} into a fresh folder and return it."""
+
+    def write(files: dict[str, str]) -> Path:
+        folder = tmp_path / "bots"
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def make_app() -> Callable[..., Flask]:
+    """create_app over a folder, on loopback settings, with an explicit environment."""
+
+    def build(folder: Path, env: dict[str, str] | None = None, **settings: object) -> Flask:
+        app = create_app(folder, Settings(**settings), env=env or {})  # type: ignore[arg-type]
+        app.testing = True
+        return app
+
+    return build
+
+
+@pytest.fixture
+def example_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    """A test client over the real bots/ folder, with every access key set to KEY."""
+    env = {
+        "ACME_HELP_ACCESS_KEY": KEY,
+        "IMAGE_STUDIO_ACCESS_KEY": KEY,
+        "HELLO_ACCESS_KEY": KEY,
+    }
+    return make_app(BOTS_DIR, env).test_client()
