@@ -14,7 +14,7 @@ from ..compiled import CompiledBot
 from ..errors import SourceSnippet, SpecError
 from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
-from .compile import Compiler
+from .compile import Compiler, check_sources
 from .locate import loc_text, offset_position, position, real_loc
 from .messages import message_for
 from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
@@ -57,7 +57,7 @@ def load_text(
     problems = _duplicate_keys(document, file)
     spec = _validate(document, file, problems)
     if spec is None:
-        return None, problems
+        return None, problems + check_sources(document, file)
     name = spec.name or Path(file).stem
     key, key_var = _access_key(spec, document, file, environ, problems)
     compiler = Compiler(spec, document, file)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ..compiled import CompiledBot, CompiledError, CompiledInput, CompiledReply, CompiledRoute
@@ -14,37 +14,19 @@ from ..spec.context import CONTEXT_NAMES
 from ..spec.poe_settings import ParameterControls
 from ..templates import Renderable, TemplateCompiler
 from .locate import loc_text, offset_position, position
+from .sources import sources
 from .yaml_marks import Loc, MarkedDocument
 
 T = TypeVar("T")
 
 
-class Compiler:
-    """Compiles one validated Bot, collecting every problem instead of stopping at the first."""
+class SourceChecker:
+    """Compiles templates and conditions, turning each failure into a located SpecError."""
 
-    def __init__(self, spec: Bot, document: MarkedDocument, file: str) -> None:
-        self.spec = spec
+    def __init__(self, document: MarkedDocument, file: str, prompts: Mapping[str, str]) -> None:
         self.problems: list[SpecError] = []
         self._document, self._file = document, file
-        self._templates = TemplateCompiler(spec.prompts, CONTEXT_NAMES)
-
-    def compile(self, name: str, access_key: str | None, key_var: str | None) -> CompiledBot:
-        spec = self.spec
-        for prompt_name, source in spec.prompts.items():
-            self.template(source, ("prompts", prompt_name))
-        routes = tuple(self._route(route, index) for index, route in enumerate(spec.routes))
-        self._check_reachable()
-        return CompiledBot(
-            name=name,
-            file=self._file,
-            spec=spec,
-            access_key=access_key,
-            access_key_var=key_var,
-            routes=routes,
-            suggested_replies=self._templates_at(spec.suggested_replies, ("suggested_replies",)),
-            input=self._input(spec.input) if spec.input else None,
-            param_defaults=_param_defaults(spec.settings.parameter_controls),
-        )
+        self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
 
     def template(self, source: str, loc: Loc) -> Renderable:
         return self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
@@ -67,6 +49,54 @@ class Compiler:
         snippet = SourceSnippet(source, exc.offset)
         return SpecError(
             exc.message, self._file, line, column, loc_text(loc), exc.hint, snippet=snippet
+        )
+
+
+def check_sources(document: MarkedDocument, file: str) -> list[SpecError]:
+    """Check the templates and conditions of a file whose structure did not validate."""
+    raw_prompts = document.data.get("prompts") if isinstance(document.data, dict) else None
+    prompts = {}
+    if isinstance(raw_prompts, dict):
+        prompts = {str(k): v for k, v in raw_prompts.items() if isinstance(v, str)}
+    checker = SourceChecker(document, file, prompts)
+    for kind, text, loc in sources(document.data):
+        if kind == "jmespath":
+            checker.condition(text, loc)
+        else:
+            checker.template(text, loc)
+    return checker.problems
+
+
+class Compiler:
+    """Compiles one validated Bot, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, spec: Bot, document: MarkedDocument, file: str) -> None:
+        self.spec = spec
+        self._document, self._file = document, file
+        self._checker = SourceChecker(document, file, spec.prompts)
+        self.template = self._checker.template
+        self.condition = self._checker.condition
+
+    @property
+    def problems(self) -> list[SpecError]:
+        return self._checker.problems
+
+    def compile(self, name: str, access_key: str | None, key_var: str | None) -> CompiledBot:
+        spec = self.spec
+        for prompt_name, source in spec.prompts.items():
+            self.template(source, ("prompts", prompt_name))
+        routes = tuple(self._route(route, index) for index, route in enumerate(spec.routes))
+        self._check_reachable()
+        return CompiledBot(
+            name=name,
+            file=self._file,
+            spec=spec,
+            access_key=access_key,
+            access_key_var=key_var,
+            routes=routes,
+            suggested_replies=self._templates_at(spec.suggested_replies, ("suggested_replies",)),
+            input=self._input(spec.input) if spec.input else None,
+            param_defaults=_param_defaults(spec.settings.parameter_controls),
         )
 
     def _templates_at(self, sources: list[str], loc: Loc) -> tuple[Renderable, ...]:
