@@ -3,13 +3,18 @@
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from engine.errors import EngineError
 from engine.server import Server
-from engine.settings import Settings
+from engine.settings import Settings, describe_invalid
 from engine.web import create_app
 
 if __name__ == "__main__":
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.exit(f"not starting: {describe_invalid(exc)}")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

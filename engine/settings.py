@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,7 +30,9 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(
         30, ge=1, description="Seconds open answers get to finish on SIGTERM (GRACEFUL_TIMEOUT)."
     )
-    log_level: str = Field("info", description="debug, info, warning or error (LOG_LEVEL).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error (LOG_LEVEL)."
+    )
 
     @property
     def is_loopback(self) -> bool:
@@ -40,3 +43,12 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """`PORT: got 'abc'; input should be a valid integer`, one line per bad variable."""
+    return "; ".join(
+        f"{str(error['loc'][0]).upper()}: got {error.get('input')!r}; "
+        f"{error['msg'][0].lower()}{error['msg'][1:]}"
+        for error in exc.errors()
+    )

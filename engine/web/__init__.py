@@ -64,17 +64,20 @@ def create_app(
 
 
 def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
-    keyless = sorted(name for name, bot in bots.items() if bot.access_key is None)
+    keyless = [bot for _, bot in sorted(bots.items()) if bot.access_key is None]
     if not keyless:
         return
+    names = ", ".join(bot.name for bot in keyless)
     if settings.is_loopback:
-        log.warning(
-            "serving %s without an access key: anyone on this machine can call them",
-            ", ".join(keyless),
-        )
+        log.warning("serving %s without an access key: anyone on this machine can call them", names)
         return
+    fixes = [
+        f"export {bot.access_key_var}"
+        if bot.access_key_var
+        else f"add `access_key: ${{...}}` to {bot.file}"
+        for bot in keyless
+    ]
     raise StartupError(
-        f"refusing to serve {', '.join(keyless)} on {settings.host} without an access key: "
-        "set `access_key: ${SOME_VAR}` in each bot and export that variable, "
-        "or bind HOST=127.0.0.1"
+        f"refusing to serve {names} on {settings.host} without an access key; "
+        f"{'; '.join(fixes)} (or bind HOST=127.0.0.1)"
     )

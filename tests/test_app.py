@@ -1,0 +1,50 @@
+"""`python app.py` refuses to start, with a clear reason, when it must not serve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REPO
+
+
+def _start(env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_ACCESS_KEY")}
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=cwd,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_refuses_keyless_bots_off_loopback() -> None:
+    result = _start({"HOST": "0.0.0.0", "PORT": "1"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "refusing to serve acme-help, hello, image-studio on 0.0.0.0 without an access key; "
+        "export ACME_HELP_ACCESS_KEY; export HELLO_ACCESS_KEY; export IMAGE_STUDIO_ACCESS_KEY "
+        "(or bind HOST=127.0.0.1)"
+    )
+
+
+def test_refuses_broken_bots_and_lists_every_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("routes:\n  - reply: '{{ mesage }}'\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("greting: hi\nroutes: [{reply: ok}]\n", encoding="utf-8")
+    result = _start({"BOTS_DIR": str(tmp_path), "PORT": "1"})
+    assert result.returncode == 1
+    assert f"{tmp_path}/a.yaml:2:16: routes[0].reply: unknown variable 'mesage'" in result.stderr
+    assert f"{tmp_path}/b.yaml:1:1: greting: unknown key 'greting'" in result.stderr
+
+
+def test_refuses_invalid_settings_naming_the_variable() -> None:
+    result = _start({"PORT": "eighty", "LOG_LEVEL": "loud"})
+    assert result.returncode == 1
+    assert "PORT: got 'eighty'" in result.stderr
+    assert "LOG_LEVEL: got 'loud'; input should be 'debug', 'info', 'warning' or 'error'" in (
+        result.stderr
+    )
