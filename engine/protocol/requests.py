@@ -68,6 +68,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # `[[[[...` within the size limit would otherwise be a 500
+        raise RequestError("the request body is nested too deeply to be a Poe request") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -54,7 +55,7 @@ def _pick_route(bot: CompiledBot, context: dict[str, object]) -> CompiledRoute |
         try:
             if route.condition.matches(context):
                 return route
-        except JMESPathError as exc:
+        except (JMESPathError, re.error) as exc:  # re.error: a pattern built from user data
             detail = f"{route.loc}.if: condition {route.condition.source!r} failed: {exc}"
             raise RunError(BROKEN_CONDITION, detail) from exc
     return None

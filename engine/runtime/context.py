@@ -21,7 +21,7 @@ def build_context(
     bot: CompiledBot, request: QueryRequest, message: Message, now: datetime
 ) -> dict[str, Any]:
     """Plain JSON-like data only: JMESPath and the Jinja sandbox both read it safely."""
-    history = request.query[: request.query.index(message)]
+    history = request.query[: _position(request.query, message)]
     return {
         "message": message.content,
         "attachments": [attachment.model_dump() for attachment in message.attachments],
@@ -37,6 +37,11 @@ def build_context(
         "bot": {"name": bot.name, "description": bot.spec.description},
         "now": _now(now),
     }
+
+
+def _position(messages: list[Message], message: Message) -> int:
+    """Where this very message is; `list.index` would match an earlier equal one (same text)."""
+    return next(i for i in reversed(range(len(messages))) if messages[i] is message)
 
 
 def _params(defaults: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
