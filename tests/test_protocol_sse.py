@@ -16,12 +16,13 @@ from engine.protocol.events import (
     Error,
     Event,
     File,
+    KeepAlive,
     Meta,
     Replace,
     Suggest,
     Text,
 )
-from engine.protocol.guard import UNEXPECTED, guarded
+from engine.protocol.guard import EMPTY, UNEXPECTED, guarded
 
 # ---------------------------------------------------------------------------- framing
 
@@ -146,8 +147,25 @@ def test_a_later_meta_is_dropped() -> None:
     ]
 
 
-def test_an_empty_producer_still_gets_meta_and_done() -> None:
-    assert _run([]) == [Meta(), Done()]
+def test_an_empty_producer_gets_meta_a_retryable_error_and_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Poe (and fastapi_poe's client) treat a stream without text as a broken bot.
+    assert _run([]) == [Meta(), Error(EMPTY, allow_retry=True), Done()]
+    assert "bot demo: the answer was empty" in caplog.text
+
+
+def test_suggestions_alone_are_not_an_answer() -> None:
+    assert _run([Meta(), Suggest("x")]) == [
+        Meta(),
+        Suggest("x"),
+        Error(EMPTY, allow_retry=True),
+        Done(),
+    ]
+
+
+def test_keepalive_is_an_sse_comment() -> None:
+    assert sse.encode(KeepAlive()) == b": ping\r\n\r\n"
 
 
 def test_at_most_one_error_and_nothing_after_it() -> None:

@@ -334,6 +334,18 @@ def test_lenient_input_is_answered(example_client: FlaskClient) -> None:
     assert events[1] == ("text", {"text": "Hello again! You said: two"})
 
 
+def test_null_means_not_given(example_client: FlaskClient) -> None:
+    body = query(
+        user("hi", parameters=None, attachments=None, metadata=None, content_type=None),
+        language_code=None,
+        metadata=None,
+        user_id=None,
+    )
+    response = example_client.post("/hello", json=body, headers=AUTH)
+    assert response.status_code == 200
+    assert parse_sse(response.data)[1] == ("text", {"text": "Hello! You said: hi"})
+
+
 def test_fastapi_poes_own_request_body_is_accepted(example_client: FlaskClient) -> None:
     """The exact body fastapi_poe's client sends (protocol reference, section 10.4)."""
     raw = (

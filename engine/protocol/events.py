@@ -103,6 +103,16 @@ class Error:
 
 
 @dataclass(frozen=True)
+class KeepAlive:
+    """Nothing to say yet: an SSE comment keeps Poe (and proxies) from timing out."""
+
+    name: ClassVar[str] = "keepalive"
+
+    def data(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
 class Done:
     """Mandatory last event."""
 
@@ -112,4 +122,4 @@ class Done:
         return {}
 
 
-Event = Meta | Text | Replace | Suggest | Data | File | Error | Done
+Event = Meta | Text | Replace | Suggest | Data | File | Error | KeepAlive | Done

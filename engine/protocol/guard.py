@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
-from .events import Done, Error, Event, Meta
+from .events import Done, Error, Event, Meta, Replace, Text
 
 log = logging.getLogger("engine.protocol")
 
 UNEXPECTED = "The bot encountered an unexpected issue. Please try again later."
+EMPTY = "The bot returned an empty answer. Please try again."
 
 
 def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
-    """`meta` first, at most one `error`, nothing after it, and always a final `done`.
+    """`meta` first, some text or one `error`, nothing after the error, a final `done`.
 
     An exception inside the runtime becomes one `Error(allow_retry=False)`, logged with
     the bot's name, instead of a broken stream: by then the HTTP status is already 200.
     """
     iterator = iter(events)
-    started = False
+    started = answered = False
     try:
         for event in iterator:
             if not started:
@@ -32,6 +33,7 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
             if isinstance(event, Meta):
                 continue  # Poe ignores a non-first meta; so do we
             yield event
+            answered = answered or isinstance(event, Text | Replace | Error)
             if isinstance(event, Error):
                 break
     except Exception:
@@ -39,6 +41,7 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
         if not started:
             started = True
             yield Meta()
+        answered = True
         yield Error(UNEXPECTED, allow_retry=False)
     finally:
         # Stop the producer (and whatever upstream call it holds) as soon as we stop reading.
@@ -47,4 +50,7 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
             close()
     if not started:
         yield Meta()
+    if not answered:  # Poe treats a stream without text as a broken bot
+        log.warning("bot %s: the answer was empty", bot_name)
+        yield Error(EMPTY, allow_retry=True)
     yield Done()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .events import Event
+from .events import Event, KeepAlive
 
 # CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
 _EOL = "\r\n"
@@ -15,6 +15,8 @@ HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 def encode(event: Event) -> bytes:
     """One event as `event: <name>` + `data: <json on one line>` + a blank line."""
+    if isinstance(event, KeepAlive):
+        return KEEPALIVE  # a comment line: every SSE client skips it
     # json.dumps escapes newlines inside strings, so the data always fits on one line.
     payload = json.dumps(event.data(), ensure_ascii=False)
     return f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}".encode()

@@ -78,8 +78,15 @@ def _query(bot: CompiledBot, data: dict[str, Any]) -> Response:
 
 
 def _encoded(events: Iterator[Any]) -> Iterator[bytes]:
-    for event in events:
-        yield sse.encode(event)
+    try:
+        for event in events:
+            yield sse.encode(event)
+    finally:
+        # The server closes us when the client goes away: stop the bot (and any model
+        # call it is waiting on) now, not whenever the generator is garbage-collected.
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 def _wants_json() -> bool:
