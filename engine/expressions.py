@@ -74,7 +74,14 @@ class Condition:
 
     def matches(self, context: Mapping[str, Any]) -> bool:
         # JMESPath's false values: null, false, "", [], {} (0 is true, as in the spec).
-        return self.search(context) not in (None, False, "", [], {})
+        return is_truthy(self.search(context))
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath truthiness; compared by identity and type, since `0 == False` in Python."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, str | list | dict) and not value)
 
 
 def compile_condition(source: str) -> Condition:
@@ -85,6 +92,8 @@ def compile_condition(source: str) -> Condition:
 def _parse(source: str) -> Any:
     try:
         return jmespath.compile(source)
+    except jp_errors.EmptyExpressionError:
+        raise ExpressionError("invalid expression: it is empty", 0) from None
     except jp_errors.IncompleteExpressionError as exc:
         raise ExpressionError("invalid expression: it ends too early", exc.lex_position) from None
     except jp_errors.LexerError as exc:
@@ -92,23 +101,29 @@ def _parse(source: str) -> Any:
             f"invalid expression: {exc.message.lower()}", exc.lex_position
         ) from None
     except jp_errors.ParseError as exc:
+        if exc.token_type.lower() == "eof":
+            raise ExpressionError(
+                "invalid expression: it ends too early", exc.lex_position
+            ) from None
         token = exc.token_value if exc.token_value is not None else exc.token_type
         message = f"invalid expression: unexpected {token!r}"
         raise ExpressionError(message, exc.lex_position) from None
 
 
-def _check_functions(source: str, node: dict[str, Any]) -> None:
+def _check_functions(source: str, node: dict[str, Any], seen: dict[str, int] | None = None) -> None:
     """Unknown names, wrong arity and bad regex literals are load errors, not runtime ones."""
+    seen = {} if seen is None else seen
     if node.get("type") == "function_expression":
-        _check_call(source, node)
+        _check_call(source, node, seen)
     for child in node.get("children", []):
         if isinstance(child, dict):
-            _check_functions(source, child)
+            _check_functions(source, child, seen)
 
 
-def _check_call(source: str, node: dict[str, Any]) -> None:
+def _check_call(source: str, node: dict[str, Any], seen: dict[str, int]) -> None:
     name, args = node["value"], node["children"]
-    offset = _call_offset(source, name)
+    occurrence = seen[name] = seen.get(name, 0) + 1
+    offset = _call_offset(source, name, occurrence)
     if name not in _SIGNATURES:
         close = difflib.get_close_matches(name, FUNCTION_NAMES, n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
@@ -122,20 +137,30 @@ def _check_call(source: str, node: dict[str, Any]) -> None:
             offset,
         )
     if name == "regex" and args[1].get("type") == "literal":
-        _check_regex_literal(args[1]["value"], offset)
+        _check_regex_literal(source, args[1]["value"], offset)
 
 
-def _check_regex_literal(pattern: Any, offset: int) -> None:
+def _check_regex_literal(source: str, pattern: Any, offset: int) -> None:
     if not isinstance(pattern, str):
         raise ExpressionError("regex() needs its pattern as a string", offset)
     try:
         re.compile(pattern)
     except re.error as exc:
         raise ExpressionError(
-            f"invalid regular expression {pattern!r}: {exc.msg}", offset
+            f"invalid regular expression {pattern!r}: {exc.msg}",
+            _pattern_offset(source, pattern, offset, exc.pos or 0),
         ) from None
 
 
-def _call_offset(source: str, name: str) -> int:
-    found = re.search(rf"\b{re.escape(name)}\s*\(", source)
-    return found.start() if found else 0
+def _pattern_offset(source: str, pattern: str, call: int, position: int) -> int:
+    """Where the regex error is inside the `'pattern'` literal; the call's offset if not found."""
+    found = source.find(f"'{pattern}'", call)
+    return call if found == -1 or "'" in pattern else found + 1 + position
+
+
+def _call_offset(source: str, name: str, occurrence: int = 1) -> int:
+    """Offset of the `occurrence`-th call of `name` (the checker walks calls in source order)."""
+    calls = list(re.finditer(rf"\b{re.escape(name)}\s*\(", source))
+    if not calls:
+        return 0
+    return calls[min(occurrence, len(calls)) - 1].start()

@@ -15,6 +15,7 @@ STALE = "schema.json is out of date; run `python -m engine schema`"
 def build_schema() -> dict[str, Any]:
     """The JSON Schema editors use for completion and hover docs on bot files."""
     schema = Bot.model_json_schema(by_alias=True)
+    schema.pop("title", None)  # pydantic's is the class name, "Bot", and would override ours
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://github.com/poe-yaml-bots/engine/schema.json",

@@ -16,7 +16,7 @@ from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
 from .compile import Compiler, check_sources
 from .locate import loc_text, offset_position, position, real_loc
-from .messages import message_for
+from .messages import message_for, tag_positions
 from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
 
 __all__ = ["LoadReport", "bot_files", "load_paths", "load_text"]
@@ -94,7 +94,8 @@ def _validate(document: MarkedDocument, file: str, problems: list[SpecError]) ->
 
 
 def _spec_error(document: MarkedDocument, file: str, error: ErrorDetails) -> SpecError:
-    loc = real_loc(document, tuple(error["loc"]))
+    raw_loc = tuple(error["loc"])
+    loc = real_loc(document, raw_loc, tag_positions(raw_loc))
     mark = position(document, loc, key=error["type"] == "extra_forbidden")
     message, hint = message_for(error)
     cause = error.get("ctx", {}).get("error")

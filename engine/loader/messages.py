@@ -128,23 +128,34 @@ def allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
-def _model_at(annotation: Any, loc: list[Any]) -> type[BaseModel] | None:
-    annotation, consumed = _unwrap(annotation, loc[0] if loc else None)
+def tag_positions(loc: tuple[Any, ...]) -> set[int]:
+    """Indexes of the parts of `loc` that select a union member rather than name a key."""
+    tags: set[int] = set()
+    _model_at(Bot, list(loc), tags=tags)
+    return tags
+
+
+def _model_at(
+    annotation: Any, loc: list[Any], start: int = 0, tags: set[int] | None = None
+) -> type[BaseModel] | None:
+    annotation, consumed = _unwrap(annotation, loc[start] if start < len(loc) else None)
     if consumed:
-        loc = loc[1:]
-    if not loc:
+        if tags is not None:
+            tags.add(start)
+        start += 1
+    if start >= len(loc):
         return annotation if _is_model(annotation) else None
-    part, rest = loc[0], loc[1:]
+    part = loc[start]
     if _is_model(annotation):
         for name, field in annotation.model_fields.items():
             if part in (name, field.alias):
-                return _model_at(field.annotation, rest)
+                return _model_at(field.annotation, loc, start + 1, tags)
         return None
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) is list and args:
-        return _model_at(args[0], rest)
+        return _model_at(args[0], loc, start + 1, tags)
     if typing.get_origin(annotation) is dict and len(args) == 2:
-        return _model_at(args[1], rest)
+        return _model_at(args[1], loc, start + 1, tags)
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 Loc = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 try:  # libyaml is much faster; fall back to pure Python where it is missing
     _Loader: type = yaml.CSafeLoader
@@ -79,14 +80,19 @@ class _Builder:
         return self._constructor.construct_object(node)
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         self._constructor.flatten_mapping(node)  # merge keys (<<) as PyYAML does
+        merged = len(node.value) - own  # merged pairs come first; the mapping's own may override
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        written: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self._constructor.construct_object(key_node)
             key = key if isinstance(key, str | int) else str(key)
             child = (*loc, key)
-            if key in result:
-                self._document.duplicates.append((child, _mark(key_node)))
+            if index >= merged:
+                if key in written:
+                    self._document.duplicates.append((child, _mark(key_node)))
+                written.add(key)
             self._document.keys[child] = _mark(key_node)
             result[key] = self.build(value_node, child)
         return result

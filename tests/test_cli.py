@@ -1,0 +1,248 @@
+"""`python -m engine validate | test | schema`, driven through click's CliRunner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import engine
+from engine import schema
+from engine.cli import main
+
+from .conftest import BOTS_DIR
+
+Folder = Callable[[dict[str, str]], Path]
+
+CLEAN = """\
+    routes:
+      - if: "regex(message, '(?i)^hi')"
+        reply: "Hello {{ message }}"
+      - reply: fallback
+    """
+WARNING_ONLY = """\
+    access_key: ${CLI_TEST_UNSET_KEY}
+    routes:
+      - if: message
+        reply: x
+    """
+BROKEN = """\
+    nmae: x
+    routes:
+      - reply: '{{ mesage }}'
+    """
+UNREACHABLE = """\
+    routes:
+      - reply: a
+      - reply: b
+    """
+TESTED = """\
+    routes:
+      - reply: "Hello {{ message }}"
+        suggest: [More]
+    tests:
+      - name: greets
+        say: hi
+        expect: {equals: Hello hi, suggested: [More]}
+      - name: wrong
+        say: hi
+        expect: {contains: Bye, error: true}
+      - turns:
+          - say: a
+            expect: {equals: Hello a}
+          - say: b
+            expect: {equals: Hello c}
+    """
+PASSING = """\
+    routes:
+      - reply: ok
+    tests:
+      - say: anything
+        expect: {equals: ok}
+    """
+
+
+@pytest.fixture(autouse=True)
+def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLI_TEST_UNSET_KEY", raising=False)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def lines(result: Result) -> list[str]:
+    return result.stdout.splitlines()
+
+
+# --- validate ----------------------------------------------------------------------------
+
+
+def test_validate_clean_files_exits_0(bots_dir: Folder) -> None:
+    folder = bots_dir({"a.yaml": CLEAN, "b.yml": CLEAN})
+    result = run("validate", str(folder))
+    assert (result.exit_code, result.stdout) == (0, "2 files: 0 errors, 0 warnings\n")
+
+
+def test_validate_a_single_file(bots_dir: Folder) -> None:
+    folder = bots_dir({"a.yaml": CLEAN})
+    result = run("validate", str(folder / "a.yaml"))
+    assert (result.exit_code, lines(result)) == (0, ["1 file: 0 errors, 0 warnings"])
+
+
+def test_validate_prints_every_problem_sorted_and_exits_1(bots_dir: Folder) -> None:
+    folder = bots_dir({"c.yaml": UNREACHABLE, "a.yaml": BROKEN, "b.yaml": WARNING_ONLY})
+    a, b, c = (folder / name for name in ("a.yaml", "b.yaml", "c.yaml"))
+    result = run("validate", str(folder))
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"{a}:1:1: nmae: unknown key 'nmae' (did you mean 'name'?)",
+        f"{a}:3:16: routes[0].reply: unknown variable 'mesage' (did you mean 'message'?)",
+        "    {{ mesage }}",
+        "       ^",
+        f"{b}:1:13: warning: access_key: environment variable CLI_TEST_UNSET_KEY is not set "
+        "(without a key the bot is served only on a loopback address)",
+        f"{b}:2:1: warning: routes: no fallback route: a message that matches no `if` gets an "
+        "error (add a last route without `if`)",
+        f"{c}:3:5: routes[1]: this route is never reached: routes[0] has no `if` and answers "
+        "every message (move the fallback route last)",
+        "3 files: 3 errors, 2 warnings",
+    ]
+
+
+def test_validate_with_only_warnings_exits_0(bots_dir: Folder) -> None:
+    folder = bots_dir({"w.yaml": WARNING_ONLY})
+    result = run("validate", str(folder))
+    assert result.exit_code == 0
+    assert lines(result)[-1] == "1 file: 0 errors, 2 warnings"
+    assert all(": warning: " in line for line in lines(result)[:-1])
+
+
+def test_validate_reads_the_access_key_from_the_environment(
+    bots_dir: Folder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = bots_dir({"w.yaml": WARNING_ONLY})
+    monkeypatch.setenv("CLI_TEST_UNSET_KEY", "secret")
+    assert lines(run("validate", str(folder)))[-1] == "1 file: 0 errors, 1 warning"
+
+
+def test_validate_several_paths(bots_dir: Folder, tmp_path: Path) -> None:
+    folder = bots_dir({"a.yaml": CLEAN})
+    single = tmp_path / "single.yaml"
+    single.write_text("routes: [\n", encoding="utf-8")
+    result = run("validate", str(folder), str(single))
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"{single}:2:1: invalid YAML: did not find expected node content",
+        "2 files: 1 error, 0 warnings",
+    ]
+
+
+def test_validate_defaults_to_the_bots_folder(
+    bots_dir: Folder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = bots_dir({"a.yaml": CLEAN, "b.yaml": CLEAN, "c.yaml": CLEAN})
+    monkeypatch.chdir(folder.parent)
+    result = run("validate")
+    assert (result.exit_code, lines(result)) == (0, ["3 files: 0 errors, 0 warnings"])
+
+
+def test_validate_the_example_bots(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("ACME_HELP_ACCESS_KEY", "IMAGE_STUDIO_ACCESS_KEY", "HELLO_ACCESS_KEY"):
+        monkeypatch.setenv(variable, "K" * 32)
+    result = run("validate", str(BOTS_DIR))
+    count = len(list(BOTS_DIR.glob("*.yaml")))
+    assert (result.exit_code, lines(result)) == (0, [f"{count} files: 0 errors, 0 warnings"])
+
+
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_a_missing_path_is_a_usage_error(command: str, bots_dir: Folder) -> None:
+    folder = bots_dir({"a.yaml": CLEAN})
+    result = run(command, str(folder), "no/such/place", "nope.yaml")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Error: no such file or folder: no/such/place, nope.yaml" in result.stderr
+    assert f"Usage: main {command} [OPTIONS] [PATHS]..." in result.stderr
+
+
+# --- test --------------------------------------------------------------------------------
+
+
+def test_test_prints_pass_and_fail_lines_and_exits_1(bots_dir: Folder) -> None:
+    folder = bots_dir({"t.yaml": TESTED})
+    shown = folder / "t.yaml"
+    result = run("test", str(folder))
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"PASS {shown}::greets",
+        f"FAIL {shown}::wrong",
+        "    expected the answer to contain 'Bye'; got 'Hello hi'",
+        "    expected an error; the bot answered normally",
+        f"FAIL {shown}::test 3",
+        "    turn 2: expected the answer 'Hello c'; got 'Hello b'",
+        "1 passed, 2 failed",
+    ]
+
+
+def test_test_exits_0_when_every_test_passes(bots_dir: Folder) -> None:
+    folder = bots_dir({"p.yaml": PASSING, "untested.yaml": CLEAN, "also.yaml": CLEAN})
+    result = run("test", str(folder))
+    assert (result.exit_code, lines(result)) == (
+        0,
+        [
+            f"PASS {folder / 'p.yaml'}::test 1",
+            "no tests declared for: also, untested",
+            "1 passed, 0 failed",
+        ],
+    )
+
+
+def test_test_refuses_to_run_with_spec_errors(bots_dir: Folder) -> None:
+    folder = bots_dir({"p.yaml": PASSING, "x.yaml": UNREACHABLE})
+    result = run("test", str(folder))
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"{folder / 'x.yaml'}:3:5: routes[1]: this route is never reached: routes[0] has no "
+        "`if` and answers every message (move the fallback route last)",
+        "cannot run tests: 1 error in the bot files",
+    ]
+
+
+def test_test_the_example_bots() -> None:
+    result = run("test", str(BOTS_DIR))
+    assert result.exit_code == 0, result.stdout
+    assert lines(result)[-1].endswith(" passed, 0 failed")
+    assert not any(line.startswith("FAIL") for line in lines(result))
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def test_schema_check_passes_when_current() -> None:
+    result = run("schema", "--check")
+    assert (result.exit_code, result.stdout) == (0, "schema.json is up to date\n")
+
+
+def test_schema_check_fails_when_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schema, "render", lambda: "{}\n")
+    result = run("schema", "--check")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == "schema.json is out of date; run `python -m engine schema`\n"
+
+
+def test_schema_writes_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    target = tmp_path / "schema.json"
+    monkeypatch.setattr(schema, "SCHEMA_PATH", target)
+    monkeypatch.setattr(schema, "write", lambda: target.write_text(schema.render()))
+    result = run("schema")
+    assert (result.exit_code, result.stdout) == (0, f"wrote {target}\n")
+    assert schema.is_current(target)
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert engine.__version__ in result.stdout

@@ -1,0 +1,905 @@
+"""The loader's error texts, in full: file, line, column, place, message, hint and caret."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.errors import SpecError
+from engine.loader import LoadReport, bot_files, load_paths, load_text
+from engine.spec.routes import ACTION_KEYS
+
+NEEDS_ONE_ACTION = "a route needs exactly one action: " + " or ".join(ACTION_KEYS)
+FALLBACK = ["  - reply: fallback"]
+
+
+def yaml(*lines: str) -> str:
+    """A YAML document from its lines, so line numbers in the tests are easy to count."""
+    return "\n".join(lines) + "\n"
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[SpecError]:
+    _, found = load_text(text, "bot.yaml", env or {})
+    return found
+
+
+def report(text: str, env: dict[str, str] | None = None) -> str:
+    """Every problem for `text`, one str(problem) after another."""
+    return "\n".join(str(problem) for problem in problems(text, env))
+
+
+def assert_error(text: str, expected: str) -> None:
+    bot, found = load_text(text, "bot.yaml", {})
+    assert "\n".join(str(problem) for problem in found) == expected
+    assert bot is None
+
+
+# --- broken YAML -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("name: a", "routes: ["),
+            "bot.yaml:3:1: invalid YAML: did not find expected node content",
+        ),
+        (
+            yaml("name: a", "  bad: x", "routes:", "  - reply: hi"),
+            "bot.yaml:2:6: invalid YAML: mapping values are not allowed in this context",
+        ),
+        (
+            yaml("routes:", "\t- reply: hi"),
+            "bot.yaml:2:1: invalid YAML: found character that cannot start any token",
+        ),
+        (
+            yaml("routes:", "  - reply: 'unclosed"),
+            "bot.yaml:3:1: invalid YAML: found unexpected end of stream",
+        ),
+    ],
+    ids=["unclosed-flow", "bad-indent", "tab", "unclosed-quote"],
+)
+def test_broken_yaml_is_one_located_error(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+# --- unknown keys ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("nmae: a", "routes:", "  - reply: hi"),
+            "bot.yaml:1:1: nmae: unknown key 'nmae' (did you mean 'name'?)",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "    sugest: [x]"),
+            "bot.yaml:3:5: routes[0].sugest: unknown key 'sugest' (did you mean 'suggest'?)",
+        ),
+        (
+            yaml("routes:", "  - error: {text: no way}", "    iff: message"),
+            "bot.yaml:3:5: routes[0].iff: unknown key 'iff' (did you mean 'if'?)",
+        ),
+        (
+            yaml("routes:", "  - error: {text: sorry, retry: true}"),
+            "bot.yaml:2:26: routes[0].error.retry: unknown key 'retry' "
+            "(did you mean 'allow_retry'?)",
+        ),
+        (
+            yaml("input:", "  zzz: 1", "routes:", "  - reply: hi"),
+            "bot.yaml:2:3: input.zzz: unknown key 'zzz' (allowed: attachments, error_type, "
+            "invalid, max_length, min_length, reject)",
+        ),
+        (
+            yaml(
+                "routes:",
+                "  - reply: hi",
+                "settings:",
+                "  parameter_controls:",
+                "    sections:",
+                "      - controls:",
+                "          - control: slider",
+                "            label: Strength",
+                "            parameter_name: strength",
+                "            min_value: 0",
+                "            max_value: 1",
+                "            step: 0.1",
+                "            defualt_value: 1",
+            ),
+            "bot.yaml:13:13: settings.parameter_controls.sections[0].controls[0].defualt_value: "
+            "unknown key 'defualt_value' (did you mean 'default_value'?)",
+        ),
+    ],
+    ids=["top-level", "reply-route", "error-route", "error-action", "no-close-match", "control"],
+)
+def test_unknown_keys_point_at_the_key_with_a_suggestion(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+def test_unknown_key_in_a_condition_control_is_not_mistaken_for_its_condition() -> None:
+    text = yaml(
+        "routes:",
+        "  - reply: hi",
+        "settings:",
+        "  parameter_controls:",
+        "    sections:",
+        "      - controls:",
+        "          - control: condition",
+        "            condition: {comparator: eq, left: {parameter_name: a}, right: {literal: x}}",
+        "            contrls: []",
+    )
+    place = "settings.parameter_controls.sections[0].controls[0]"
+    assert_error(
+        text,
+        f"bot.yaml:7:13: {place}: missing required key 'controls'\n"
+        f"bot.yaml:9:13: {place}.contrls: unknown key 'contrls' (did you mean 'controls'?)",
+    )
+
+
+# --- wrong types -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("routes:", "  - reply: hi", "input:", "  max_length: '20'"),
+            "bot.yaml:4:15: input.max_length: got '20' (a string); expected an integer "
+            "(remove the quotes)",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "input:", "  max_length: 2.5"),
+            "bot.yaml:4:15: input.max_length: got 2.5 (a number); expected an integer",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "settings:", "  allow_attachments: 'yes'"),
+            "bot.yaml:4:22: settings.allow_attachments: got 'yes' (a string); "
+            "expected true or false (remove the quotes)",
+        ),
+        (
+            yaml("routes:", "  - reply: [a, b]"),
+            "bot.yaml:2:12: routes[0].reply: got a list; expected a string",
+        ),
+        (
+            yaml("routes:", "  - reply: no"),
+            "bot.yaml:2:12: routes[0].reply: got False (true or false); expected a string",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "    suggest: x"),
+            "bot.yaml:3:14: routes[0].suggest: got 'x' (a string); "
+            "expected a list (lines starting with '- ')",
+        ),
+        (
+            yaml("routes: hi"),
+            "bot.yaml:1:9: routes: got 'hi' (a string); expected a list (lines starting with '- ')",
+        ),
+        (
+            yaml("input: 3", "routes:", "  - reply: hi"),
+            "bot.yaml:1:8: input: got 3 (an integer); expected a mapping (key: value lines)",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "tests:", "  - say: 12"),
+            "bot.yaml:4:10: tests[0].say: got 12 (an integer); expected a string",
+        ),
+    ],
+    ids=[
+        "quoted-int",
+        "float-for-int",
+        "quoted-bool",
+        "list-for-string",
+        "yaml-no",
+        "string-for-list",
+        "routes-string",
+        "int-for-mapping",
+        "int-for-string",
+    ],
+)
+def test_wrong_types_say_what_was_given_and_what_is_expected(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("name: 'bad name'", "routes:", "  - reply: hi"),
+            "bot.yaml:1:7: name: got 'bad name' (a string); expected letters, digits, '-', '_' "
+            "or '.' (it becomes the URL path), at most 64",
+        ),
+        (
+            yaml("access_key: abcdef", "routes:", "  - reply: hi"),
+            "bot.yaml:1:13: access_key: got 'abcdef' (a string); expected an environment "
+            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+        ),
+        (
+            yaml("routes:", "  - error: {text: sorry, error_type: user_caused_eror}"),
+            "bot.yaml:2:38: routes[0].error.error_type: got 'user_caused_eror' (a string); "
+            "expected one of 'user_message_too_long', 'user_caused_error', 'insufficient_fund' "
+            "or 'privacy_authorization_error' (did you mean 'user_caused_error'?)",
+        ),
+        (
+            yaml("name: a"),
+            "bot.yaml:1:1: missing required key 'routes'",
+        ),
+        (
+            yaml("routes: []"),
+            "bot.yaml:1:9: routes: list should have at least 1 item after validation, not 0",
+        ),
+        (
+            yaml("routes:", "  - reply: hi", "input: {min_length: 5, max_length: 2}"),
+            "bot.yaml:3:8: input: min_length 5 is above max_length 2",
+        ),
+    ],
+    ids=["name-pattern", "literal-key", "literal-choice", "missing", "empty-list", "validator"],
+)
+def test_value_rules(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+# --- regular expressions in the spec -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reject", "expected"),
+    [
+        (
+            "  reject: ['ab(c']",
+            "bot.yaml:4:15: input.reject[0]: invalid regular expression: "
+            "missing ), unterminated subpattern\n"
+            "    ab(c\n"
+            "      ^",
+        ),
+        (
+            '  reject: ["ok", "ab[c"]',
+            "bot.yaml:4:21: input.reject[1]: invalid regular expression: "
+            "unterminated character set\n"
+            "    ab[c\n"
+            "      ^",
+        ),
+        (
+            # Doubled quotes and backslash escapes are one character in the value, two in
+            # the file: the caret column still lands on the character written in the file.
+            "  reject: ['it''s(']",
+            "bot.yaml:4:18: input.reject[0]: invalid regular expression: "
+            "missing ), unterminated subpattern\n"
+            "    it's(\n"
+            "        ^",
+        ),
+        (
+            '  reject: ["\\\\d+("]',
+            "bot.yaml:4:17: input.reject[0]: invalid regular expression: "
+            "missing ), unterminated subpattern\n"
+            "    \\d+(\n"
+            "       ^",
+        ),
+        (
+            "  reject:\n    - ab)c",
+            "bot.yaml:5:9: input.reject[0]: invalid regular expression: unbalanced parenthesis\n"
+            "    ab)c\n"
+            "      ^",
+        ),
+    ],
+    ids=["single-quoted", "double-quoted", "doubled-quote", "escaped-backslash", "plain"],
+)
+def test_bad_regex_in_reject_has_a_caret_inside_the_string(reject: str, expected: str) -> None:
+    assert_error(yaml("routes:", "  - reply: hi", "input:", reject), expected)
+
+
+def test_bad_regex_in_a_test_expectation() -> None:
+    text = yaml("routes:", "  - reply: hi", "tests:", "  - say: hi", "    expect: {regex: 'a(b'}")
+    assert_error(
+        text,
+        "bot.yaml:5:23: tests[0].expect.regex: invalid regular expression: "
+        "missing ), unterminated subpattern\n"
+        "    a(b\n"
+        "     ^",
+    )
+
+
+# --- conditions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (
+            "\"lowr(message) == 'x'\"",
+            "bot.yaml:2:10: routes[0].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+            "    lowr(message) == 'x'\n"
+            "    ^",
+        ),
+        (
+            "zzz(message)",
+            "bot.yaml:2:9: routes[0].if: unknown function 'zzz'\n    zzz(message)\n    ^",
+        ),
+        (
+            "\"regex(message, '\\\\bhi') && lowr(message)\"",
+            "bot.yaml:2:37: routes[0].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+            "    regex(message, '\\bhi') && lowr(message)\n"
+            "                              ^",
+        ),
+        (
+            '"regex(message)"',
+            "bot.yaml:2:10: routes[0].if: regex() takes 2 arguments, got 1\n"
+            "    regex(message)\n"
+            "    ^",
+        ),
+        (
+            "\"contains(message, 'a') && lower(message, 'b')\"",
+            "bot.yaml:2:36: routes[0].if: lower() takes 1 argument, got 2\n"
+            "    contains(message, 'a') && lower(message, 'b')\n"
+            "                              ^",
+        ),
+        (
+            "\"regex(message, '(?i)ab(')\"",
+            "bot.yaml:2:32: routes[0].if: invalid regular expression '(?i)ab(': "
+            "missing ), unterminated subpattern\n"
+            "    regex(message, '(?i)ab(')\n"
+            "                          ^",
+        ),
+        (
+            "\"regex(message, 'a') && regex(message, 'b[')\"",
+            "bot.yaml:2:50: routes[0].if: invalid regular expression 'b[': "
+            "unterminated character set\n"
+            "    regex(message, 'a') && regex(message, 'b[')\n"
+            "                                            ^",
+        ),
+        (
+            '"message == "',
+            "bot.yaml:2:21: routes[0].if: invalid expression: it ends too early\n"
+            "    message == \n"
+            "               ^",
+        ),
+        (
+            '"message == \'x"',
+            "bot.yaml:2:21: routes[0].if: invalid expression: unclosed ' delimiter\n"
+            "    message == 'x\n"
+            "               ^",
+        ),
+        (
+            # The structural error, then the check of the raw text (which once crashed).
+            '""',
+            "bot.yaml:2:9: routes[0].if: string should have at least 1 character\n"
+            "bot.yaml:2:9: routes[0].if: invalid expression: it is empty\n"
+            "    \n"
+            "    ^",
+        ),
+    ],
+    ids=[
+        "unknown-function",
+        "no-suggestion",
+        "after-an-escape",
+        "arity",
+        "arity-of-a-later-call",
+        "regex-literal",
+        "second-regex-call",
+        "ends-early",
+        "unclosed-string",
+        "empty",
+    ],
+)
+def test_condition_errors_have_a_caret(condition: str, expected: str) -> None:
+    text = yaml("routes:", f"  - if: {condition}", "    reply: hi", *FALLBACK)
+    assert_error(text, expected)
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            ["routes:", "  - reply: 'Hi {{ message '"],
+            "bot.yaml:2:13: routes[0].reply: invalid template: unexpected end of template, "
+            "expected 'end of print statement'\n"
+            "    Hi {{ message \n"
+            "    ^",
+        ),
+        (
+            ["routes:", "  - reply: '{% if message %}yes'"],
+            "bot.yaml:2:13: routes[0].reply: invalid template: Unexpected end of template. "
+            "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. "
+            "The innermost block that needs to be closed is 'if'\n"
+            "    {% if message %}yes\n"
+            "    ^",
+        ),
+        (
+            ["routes:", "  - reply: |", "      Hello", "      {{ message + }}"],
+            "bot.yaml:4:7: routes[0].reply: invalid template: unexpected 'end of print statement'\n"
+            "    {{ message + }}\n"
+            "    ^",
+        ),
+        (
+            ["routes:", "  - reply: 'Hi {{ mesage }}'"],
+            "bot.yaml:2:19: routes[0].reply: unknown variable 'mesage' "
+            "(did you mean 'message'?)\n"
+            "    Hi {{ mesage }}\n"
+            "          ^",
+        ),
+        (
+            ["routes:", "  - reply: hi", "    suggest: ['{{ zzz }}']"],
+            "bot.yaml:3:19: routes[0].suggest[0]: unknown variable 'zzz'\n    {{ zzz }}\n       ^",
+        ),
+        (
+            ["suggested_replies: ['{{ params.x }}', '{{ x }}']", "routes:", "  - reply: hi"],
+            "bot.yaml:1:43: suggested_replies[1]: unknown variable 'x'\n    {{ x }}\n       ^",
+        ),
+        (
+            ["prompts:", "  sig: '{{ mesage }}'", "routes:", "  - reply: hi"],
+            "bot.yaml:2:12: prompts.sig: unknown variable 'mesage' (did you mean 'message'?)\n"
+            "    {{ mesage }}\n"
+            "       ^",
+        ),
+        (
+            ["prompts:", "  sig: bye", "routes:", "  - reply: 'Hi {% include \"sgi\" %}'"],
+            "bot.yaml:4:28: routes[0].reply: unknown prompt 'sgi' (did you mean 'sig'?)\n"
+            '    Hi {% include "sgi" %}\n'
+            "                   ^",
+        ),
+        (
+            ["prompts:", "  a: A", "  b: B", "routes:", "  - reply: '{% include \"zzz\" %}'"],
+            "bot.yaml:5:25: routes[0].reply: unknown prompt 'zzz' (prompts: a, b)\n"
+            '    {% include "zzz" %}\n'
+            "                ^",
+        ),
+        (
+            ["routes:", "  - reply: '{% include \"sig\" %}'"],
+            "bot.yaml:2:25: routes[0].reply: unknown prompt 'sig' (prompts: none are defined)\n"
+            '    {% include "sig" %}\n'
+            "                ^",
+        ),
+        (
+            ["routes:", "  - reply: 'Hi {{ message | uper }}'"],
+            "bot.yaml:2:29: routes[0].reply: invalid template: No filter named 'uper' "
+            "(did you mean 'upper'?)\n"
+            "    Hi {{ message | uper }}\n"
+            "                    ^",
+        ),
+        (
+            ["routes:", "  - reply: '{% if turn > 1 %}{{ message | uper }}{% endif %}'"],
+            "bot.yaml:2:43: routes[0].reply: invalid template: No filter named 'uper' "
+            "(did you mean 'upper'?)\n"
+            "    {% if turn > 1 %}{{ message | uper }}{% endif %}\n"
+            "                                  ^",
+        ),
+        (
+            ["routes:", "  - error: {text: '{{ message is fooo }}'}"],
+            "bot.yaml:2:34: routes[0].error.text: invalid template: No test named 'fooo'\n"
+            "    {{ message is fooo }}\n"
+            "                  ^",
+        ),
+        (
+            ["routes:", "  - reply: hi", "input:", "  invalid: 'Bad {{ mesage }}'"],
+            "bot.yaml:4:20: input.invalid: unknown variable 'mesage' (did you mean 'message'?)\n"
+            "    Bad {{ mesage }}\n"
+            "           ^",
+        ),
+    ],
+    ids=[
+        "syntax",
+        "unclosed-block",
+        "syntax-on-line-2",
+        "unknown-variable",
+        "route-suggestion",
+        "bot-suggestion",
+        "prompt",
+        "include-typo",
+        "include-unknown",
+        "include-without-prompts",
+        "unknown-filter",
+        "unknown-filter-in-if",
+        "unknown-test",
+        "input-invalid",
+    ],
+)
+def test_template_errors_have_a_caret(lines: list[str], expected: str) -> None:
+    assert_error(yaml(*lines), expected)
+
+
+# --- block and multi-line scalars: the caret lands on the right line ---------------------
+
+
+def test_literal_block_offsets_count_lines_and_indentation() -> None:
+    text = yaml(
+        "routes:",
+        "  - reply: |",
+        "      Hello",
+        "        indented {{ mesage }}",
+    )
+    assert_error(
+        text,
+        "bot.yaml:4:21: routes[0].reply: unknown variable 'mesage' (did you mean 'message'?)\n"
+        "      indented {{ mesage }}\n"
+        "                  ^",
+    )
+
+
+def test_folded_block_offsets_follow_the_folded_lines() -> None:
+    text = yaml(
+        "routes:",
+        "  - if: >-",
+        "      contains(message, 'a')",
+        "      && lowr(message)",
+        "    reply: hi",
+        *FALLBACK,
+    )
+    assert_error(
+        text,
+        "bot.yaml:4:10: routes[0].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+        "    contains(message, 'a') && lowr(message)\n"
+        "                              ^",
+    )
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        ["  - if: contains(message, 'a') &&", "      lowr(message)"],
+        ["  - if: \"contains(message, 'a') &&", '      lowr(message)"'],
+    ],
+    ids=["plain", "double-quoted"],
+)
+def test_multi_line_flow_scalars_place_the_caret_on_the_continuation(written: list[str]) -> None:
+    text = yaml("routes:", *written, "    reply: hi", *FALLBACK)
+    assert_error(
+        text,
+        "bot.yaml:3:7: routes[0].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+        "    contains(message, 'a') && lowr(message)\n"
+        "                              ^",
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        (
+            ['  - reply: "\\x41BC {{ mesage }}"'],
+            "bot.yaml:2:23: routes[0].reply: unknown variable 'mesage' "
+            "(did you mean 'message'?)\n"
+            "    ABC {{ mesage }}\n"
+            "           ^",
+        ),
+        (
+            ['  - reply: "Hi\\n{{ mesage }}"'],
+            "bot.yaml:2:20: routes[0].reply: unknown variable 'mesage' "
+            "(did you mean 'message'?)\n"
+            "    {{ mesage }}\n"
+            "       ^",
+        ),
+        (
+            ['  - reply: "Hello \\', '      {{ mesage }}"'],
+            "bot.yaml:3:10: routes[0].reply: unknown variable 'mesage' "
+            "(did you mean 'message'?)\n"
+            "    Hello {{ mesage }}\n"
+            "             ^",
+        ),
+    ],
+    ids=["hex-escape", "newline-escape", "escaped-line-break"],
+)
+def test_escapes_in_double_quotes_are_one_character(written: list[str], expected: str) -> None:
+    assert_error(yaml("routes:", *written), expected)
+
+
+# --- routes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        (["  - if: \"message == 'x'\""], f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION}"),
+        (["  - just text"], f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION}"),
+        (
+            ["  - reply: hi", "    error: {text: no}"],
+            f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION} "
+            "(found error and reply; split them into separate routes)",
+        ),
+        (
+            ["  - replly: hi"],
+            f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION} "
+            "(unknown key 'replly'; did you mean 'reply'?)",
+        ),
+        (
+            ["  - error: {allow_retry: true}"],
+            "bot.yaml:2:12: routes[0].error: missing required key 'text'",
+        ),
+    ],
+    ids=["no-action", "scalar", "two-actions", "misspelt-action", "incomplete-action"],
+)
+def test_route_actions(route: list[str], expected: str) -> None:
+    assert_error(yaml("routes:", *route), expected)
+
+
+def test_a_route_after_the_fallback_is_unreachable() -> None:
+    text = yaml("routes:", "  - reply: a", "  - if: message", "    reply: b")
+    assert_error(
+        text,
+        "bot.yaml:3:5: routes[1]: this route is never reached: routes[0] has no `if` and "
+        "answers every message (move the fallback route last)",
+    )
+
+
+def test_missing_fallback_is_only_a_warning() -> None:
+    bot, found = load_text(yaml("name: a", "routes:", "  - if: message", "    reply: b"))
+    assert bot is not None
+    assert [str(problem) for problem in found] == [
+        "<string>:2:1: warning: routes: no fallback route: a message that matches no `if` "
+        "gets an error (add a last route without `if`)"
+    ]
+    assert found[0].is_warning
+
+
+# --- duplicates --------------------------------------------------------------------------
+
+
+def test_duplicate_keys_are_errors_even_when_the_document_validates() -> None:
+    text = yaml("name: a", "routes:", "  - reply: a", "    reply: b", "name: b")
+    assert_error(
+        text,
+        "bot.yaml:4:5: routes[0].reply: duplicate key 'reply' "
+        "(a key may appear once; the later value would silently win)\n"
+        "bot.yaml:5:1: name: duplicate key 'name' "
+        "(a key may appear once; the later value would silently win)",
+    )
+
+
+def test_a_key_overriding_a_merged_one_is_not_a_duplicate_but_a_repeated_one_is() -> None:
+    text = yaml(
+        "routes:",
+        "  - &base {if: message, reply: a}",
+        "  - <<: *base",
+        "    reply: b",
+        "    reply: c",
+        *FALLBACK,
+    )
+    assert_error(
+        text,
+        "bot.yaml:5:5: routes[1].reply: duplicate key 'reply' "
+        "(a key may appear once; the later value would silently win)",
+    )
+
+
+def test_duplicate_bot_names_across_files(bots_dir: Callable[[dict[str, str]], Path]) -> None:
+    folder = bots_dir(
+        {
+            "a.yaml": yaml("name: shared", "routes:", "  - reply: a"),
+            "b.yaml": yaml("description: B", "name: shared", "routes:", "  - reply: b"),
+            "c.yaml": yaml("routes:", "  - reply: c"),
+            "d.yaml": yaml("name: c", "routes:", "  - reply: d"),
+        }
+    )
+    loaded = load_paths([folder], env={})
+    assert [str(error) for error in loaded.errors] == [
+        f"{folder / 'b.yaml'}:2:7: name: bot name 'shared' is already used by "
+        f"{folder / 'a.yaml'} (each bot needs its own name; it is the URL path)",
+        f"{folder / 'd.yaml'}:1:7: name: bot name 'c' is already used by "
+        f"{folder / 'c.yaml'} (each bot needs its own name; it is the URL path)",
+    ]
+    assert sorted(loaded.bots) == ["c", "shared"]
+    assert loaded.bots["shared"].file == str(folder / "a.yaml")
+
+
+def test_duplicate_name_taken_from_the_file_name_is_placed_at_the_top(
+    bots_dir: Callable[[dict[str, str]], Path],
+) -> None:
+    folder = bots_dir(
+        {
+            "a.yaml": yaml("name: b", "routes:", "  - reply: a"),
+            "b.yaml": yaml("routes:", "  - reply: b"),
+        }
+    )
+    (error,) = load_paths([folder], env={}).errors
+    assert str(error) == (
+        f"{folder / 'b.yaml'}:1:1: name: bot name 'b' is already used by {folder / 'a.yaml'} "
+        "(each bot needs its own name; it is the URL path)"
+    )
+
+
+# --- access keys -------------------------------------------------------------------------
+
+
+ACCESS_KEY_BOT = yaml("name: keyed", "access_key: ${KEYED_ACCESS_KEY}", "routes:", "  - reply: hi")
+
+
+@pytest.mark.parametrize("env", [{}, {"KEYED_ACCESS_KEY": ""}], ids=["unset", "empty"])
+def test_unset_access_key_is_a_warning_and_the_bot_still_loads(env: dict[str, str]) -> None:
+    bot, found = load_text(ACCESS_KEY_BOT, "bot.yaml", env)
+    assert bot is not None
+    assert (bot.access_key, bot.access_key_var) == (None, "KEYED_ACCESS_KEY")
+    assert [str(problem) for problem in found] == [
+        "bot.yaml:2:13: warning: access_key: environment variable KEYED_ACCESS_KEY is not set "
+        "(without a key the bot is served only on a loopback address)"
+    ]
+
+
+def test_set_access_key_is_read_from_the_given_environment() -> None:
+    bot, found = load_text(ACCESS_KEY_BOT, "bot.yaml", {"KEYED_ACCESS_KEY": "k" * 32})
+    assert found == []
+    assert bot is not None
+    assert bot.access_key == "k" * 32
+
+
+def test_access_key_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEYED_ACCESS_KEY", "from-os")
+    bot, found = load_text(ACCESS_KEY_BOT)
+    assert found == []
+    assert bot is not None
+    assert bot.access_key == "from-os"
+
+
+# --- whole files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "hello\n", "", "# only a comment\n"])
+def test_a_bot_file_must_be_a_mapping(text: str) -> None:
+    assert_error(text, "bot.yaml:1:1: a bot file must be a mapping (key: value lines)")
+
+
+def test_a_clean_bot_compiles_with_its_name_from_the_file() -> None:
+    bot, found = load_text(yaml("routes:", "  - reply: hi"), "some/dir/my-bot.yml")
+    assert found == []
+    assert bot is not None
+    assert (bot.name, bot.file) == ("my-bot", "some/dir/my-bot.yml")
+
+
+def test_compile_errors_are_all_reported_in_one_pass() -> None:
+    text = yaml(
+        "routes:",
+        "  - if: lowr(message)",
+        "    reply: '{{ mesage }}'",
+        "  - reply: '{{ x }}'",
+    )
+    assert_error(
+        text,
+        "bot.yaml:2:9: routes[0].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+        "    lowr(message)\n"
+        "    ^\n"
+        "bot.yaml:3:16: routes[0].reply: unknown variable 'mesage' (did you mean 'message'?)\n"
+        "    {{ mesage }}\n"
+        "       ^\n"
+        "bot.yaml:4:16: routes[1].reply: unknown variable 'x'\n"
+        "    {{ x }}\n"
+        "       ^",
+    )
+
+
+def test_all_errors_across_files_in_one_pass_sorted_by_file_and_line(
+    bots_dir: Callable[[dict[str, str]], Path],
+) -> None:
+    folder = bots_dir(
+        {
+            "b.yaml": """\
+                routes:
+                  - reply: '{{ mesage }}'
+                  - if: lowr(message)
+                    reply: x
+                """,
+            "a.yaml": """\
+                access_key: ${UNSET_FOR_THIS_TEST}
+                routes:
+                  - if: message
+                    reply: x
+                input:
+                  max_length: '20'
+                nmae: a
+                """,
+            "c.yaml": """\
+                routes:
+                  - reply: fine
+                """,
+            "notes.txt": "not a bot",
+        }
+    )
+    (folder / "d.yml").write_text("routes: [\n", encoding="utf-8")
+    loaded = load_paths([folder], env={})
+    a, b, d = (folder / name for name in ("a.yaml", "b.yaml", "d.yml"))
+    assert loaded.files == 4
+    assert [str(error) for error in loaded.errors] == [
+        f"{a}:6:15: input.max_length: got '20' (a string); expected an integer (remove the quotes)",
+        f"{a}:7:1: nmae: unknown key 'nmae' (did you mean 'name'?)",
+        f"{b}:2:16: routes[0].reply: unknown variable 'mesage' (did you mean 'message'?)\n"
+        "    {{ mesage }}\n"
+        "       ^",
+        f"{b}:3:5: routes[1]: this route is never reached: routes[0] has no `if` and answers "
+        "every message (move the fallback route last)",
+        f"{b}:3:9: routes[1].if: unknown function 'lowr' (did you mean 'lower'?)\n"
+        "    lowr(message)\n"
+        "    ^",
+        f"{d}:2:1: invalid YAML: did not find expected node content",
+    ]
+    assert loaded.warnings == []
+    assert list(loaded.bots) == ["c"]
+
+
+def test_warnings_are_kept_apart_from_errors(bots_dir: Callable[[dict[str, str]], Path]) -> None:
+    folder = bots_dir(
+        {
+            "w.yaml": """\
+                access_key: ${UNSET_FOR_THIS_TEST}
+                routes:
+                  - if: message
+                    reply: x
+                """
+        }
+    )
+    loaded = load_paths([folder], env={})
+    assert loaded.errors == []
+    assert [str(warning) for warning in loaded.warnings] == [
+        f"{folder / 'w.yaml'}:1:13: warning: access_key: environment variable "
+        "UNSET_FOR_THIS_TEST is not set (without a key the bot is served only on a loopback "
+        "address)",
+        f"{folder / 'w.yaml'}:2:1: warning: routes: no fallback route: a message that matches "
+        "no `if` gets an error (add a last route without `if`)",
+    ]
+    assert list(loaded.bots) == ["w"]
+
+
+def test_unreadable_files_are_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes(b"routes:\n  - reply: caf\xe9\n")
+    missing = tmp_path / "missing.yaml"
+    loaded = load_paths([bad, missing], env={})
+    assert loaded.files == 2
+    texts = [str(error) for error in loaded.errors]
+    assert texts[0].startswith(f"{bad}:1:1: cannot read the file: 'utf-8' codec can't decode")
+    assert texts[1].startswith(f"{missing}:1:1: cannot read the file: [Errno 2]")
+    assert loaded.bots == {}
+
+
+def test_bot_files_expands_folders_to_sorted_yaml_files(tmp_path: Path) -> None:
+    for name in ("b.yml", "a.yaml", "c.txt", "d.YAML.bak"):
+        (tmp_path / name).write_text("", encoding="utf-8")
+    single = tmp_path / "elsewhere.conf"
+    assert bot_files([tmp_path, single]) == [tmp_path / "a.yaml", tmp_path / "b.yml", single]
+
+
+def test_load_report_sorts_by_file_line_and_column() -> None:
+    loaded = LoadReport(
+        problems=[
+            SpecError("x", "b.yaml", 1, 1),
+            SpecError("w", "a.yaml", 9, 1, severity="warning"),
+            SpecError("y", "a.yaml", 2, 9),
+            SpecError("z", "a.yaml", 2, 3),
+        ]
+    )
+    assert [(e.file, e.line, e.column) for e in loaded.errors] == [
+        ("a.yaml", 2, 3),
+        ("a.yaml", 2, 9),
+        ("b.yaml", 1, 1),
+    ]
+    assert [w.message for w in loaded.warnings] == ["w"]
+
+
+def test_yaml_anchors_and_merge_keys_are_understood() -> None:
+    text = textwrap.dedent(
+        """\
+        prompts:
+          base: &base hello
+        routes:
+          - reply: *base
+        tests:
+          - &first {name: one, say: hi, expect: {equals: hello}}
+          - <<: *first
+            name: two
+        """
+    )
+    bot, found = load_text(text)
+    assert found == []
+    assert bot is not None
+    assert bot.routes[0].reply.render({}) == "hello"  # type: ignore[union-attr]
+    assert [(case.name, case.say) for case in bot.spec.tests] == [("one", "hi"), ("two", "hi")]
+
+
+def test_structural_and_template_errors_are_reported_together() -> None:
+    text = yaml("routes:", "  - reply: '{{ mesage }}'", "    sugest: [x]")
+    assert_error(
+        text,
+        "bot.yaml:3:5: routes[0].sugest: unknown key 'sugest' (did you mean 'suggest'?)\n"
+        "bot.yaml:2:16: routes[0].reply: unknown variable 'mesage' (did you mean 'message'?)\n"
+        "    {{ mesage }}\n"
+        "       ^",
+    )
