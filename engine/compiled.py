@@ -8,7 +8,54 @@ from typing import Any
 
 from .expressions import Condition
 from .spec import Bot, ErrorType
+from .spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
 from .templates import Renderable
+
+ModelSpec = OpenAIModel | AnthropicModel | PoeModel | ScriptedModel
+# A sampling parameter: a number from the file, or a template rendered per request.
+Param = float | int | Renderable | None
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """One model of a fallback chain, its secrets resolved and its templates compiled."""
+
+    spec: ModelSpec
+    api_key: str | None = None
+    base_url: str | None = None
+    temperature: Param = None
+    max_tokens: Param = None
+    top_p: Param = None
+
+    @property
+    def label(self) -> str:
+        """`openai:gpt-4o-mini`, `poe:Claude-Haiku-4.5`: how logs and messages name it."""
+        spec = self.spec
+        name = spec.bot if isinstance(spec, PoeModel) else getattr(spec, "name", "script")
+        return f"{spec.provider}:{name}"
+
+    @property
+    def retries(self) -> int:
+        return 0 if isinstance(self.spec, ScriptedModel) else self.spec.retries
+
+    @property
+    def total_timeout(self) -> float:
+        return 600.0 if isinstance(self.spec, ScriptedModel) else self.spec.timeout.total
+
+
+Chain = tuple[CompiledModel, ...]
+
+
+@dataclass(frozen=True)
+class GenerateSuggestions:
+    """`suggest: {generate: N}`: ask a model for N follow-ups after the answer."""
+
+    count: int
+    chain: Chain
+
+
+# Static/templated list, model-generated, or Poe's own (`poe`); None: the bot's default.
+Suggestions = tuple[Renderable, ...] | GenerateSuggestions | str | None
 
 
 @dataclass(frozen=True)
@@ -18,7 +65,7 @@ class CompiledReply:
     loc: str
     condition: Condition | None
     reply: Renderable
-    suggest: tuple[Renderable, ...] | None
+    suggest: Suggestions
     kind: str = "reply"
 
 
@@ -34,7 +81,22 @@ class CompiledError:
     kind: str = "error"
 
 
-CompiledRoute = CompiledReply | CompiledError
+@dataclass(frozen=True)
+class CompiledLLM:
+    """`llm:` route: a prompt sent to a model chain, its answer streamed."""
+
+    loc: str
+    condition: Condition | None
+    system: Renderable | None
+    prompt: Renderable
+    chain: Chain
+    history_messages: int | None
+    history_chars: int | None
+    suggest: Suggestions
+    kind: str = "llm"
+
+
+CompiledRoute = CompiledReply | CompiledError | CompiledLLM
 
 
 @dataclass(frozen=True)
@@ -64,3 +126,5 @@ class CompiledBot:
     suggested_replies: tuple[Renderable, ...]
     input: CompiledInput | None
     param_defaults: dict[str, Any] = field(default_factory=dict)
+    # Poe bots this bot calls, and how many calls one user message can make to each.
+    dependencies: dict[str, int] = field(default_factory=dict)

@@ -171,7 +171,7 @@ def test_unknown_key_in_a_condition_control_is_not_mistaken_for_its_condition() 
         (
             yaml("routes:", "  - reply: hi", "    suggest: x"),
             "bot.yaml:3:14: routes[0].suggest: got 'x' (a string); "
-            "expected a list (lines starting with '- ')",
+            "expected a list (lines starting with '- ') or a mapping (key: value lines)",
         ),
         (
             yaml("routes: hi"),

@@ -115,6 +115,7 @@ def test_every_event_name_and_payload(event: Event, name: str, data: object) -> 
 def test_keepalive_is_an_sse_comment() -> None:
     assert sse.KEEPALIVE.startswith(b":")
     assert sse.KEEPALIVE.endswith(b"\r\n\r\n")
+    assert sse.encode(KeepAlive()) == b": ping\r\n\r\n"
 
 
 # ---------------------------------------------------------------------------- the guard
@@ -162,10 +163,6 @@ def test_suggestions_alone_are_not_an_answer() -> None:
         Error(EMPTY, allow_retry=True),
         Done(),
     ]
-
-
-def test_keepalive_is_an_sse_comment() -> None:
-    assert sse.encode(KeepAlive()) == b": ping\r\n\r\n"
 
 
 def test_at_most_one_error_and_nothing_after_it() -> None:

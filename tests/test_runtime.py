@@ -15,7 +15,7 @@ from engine.protocol.events import Done, Error, Event, Meta, Suggest, Text
 from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.runtime import NO_MESSAGE, NO_ROUTE, run
-from engine.runtime.context import build_context, last_user_message
+from engine.runtime.context import build_context, split_conversation
 
 from ._poe import bot as bot_message
 from ._poe import query, user
@@ -274,9 +274,9 @@ CONTEXT_BOT = """
 
 def _context(bot: CompiledBot, *messages: dict[str, Any], **fields: Any) -> dict[str, Any]:
     request = parse_query(query(*messages, **fields))
-    message = last_user_message(request)
-    assert message is not None
-    return build_context(bot, request, message, NOW)
+    conversation = split_conversation(request)
+    assert conversation is not None
+    return build_context(bot, request, *conversation, NOW)
 
 
 def test_the_context_document(make_bot: MakeBot) -> None:

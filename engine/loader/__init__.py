@@ -14,7 +14,8 @@ from ..compiled import CompiledBot
 from ..errors import SourceSnippet, SpecError
 from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
-from .compile import Compiler, check_sources
+from .checker import check_sources
+from .compile import Compiler
 from .locate import loc_text, offset_position, position, real_loc
 from .messages import message_for, tag_positions
 from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
@@ -61,7 +62,7 @@ def load_text(
     name = spec.name or Path(file).stem
     key, key_var = _access_key(spec, document, file, environ, problems)
     compiler = Compiler(spec, document, file)
-    bot = compiler.compile(name, key, key_var)
+    bot = compiler.compile(name, key, key_var, environ)
     problems += compiler.problems
     if any(not p.is_warning for p in problems):
         return None, problems
@@ -89,8 +90,34 @@ def _validate(document: MarkedDocument, file: str, problems: list[SpecError]) ->
     try:
         return Bot.model_validate(document.data)
     except ValidationError as exc:
-        problems += [_spec_error(document, file, error) for error in exc.errors()]
+        problems += _merge_alternatives([_spec_error(document, file, e) for e in exc.errors()])
         return None
+
+
+def _merge_alternatives(errors: list[SpecError]) -> list[SpecError]:
+    """One error per place: a union reports each member's complaint about the same value,
+    `got 'x' (a string); expected a list` and `...; expected a mapping`, merged with "or"."""
+    kept: list[SpecError] = []
+    for error in errors:
+        same = next(
+            (k for k in kept if (k.line, k.column, k.loc) == (error.line, error.column, error.loc)),
+            None,
+        )
+        if same is None or not _merge_into(same, error):
+            kept.append(error)
+    return kept
+
+
+def _merge_into(first: SpecError, other: SpecError) -> bool:
+    """Fold `other` into `first` when both say what the same value should have been."""
+    if "; expected " not in first.message or "; expected " not in other.message:
+        return False
+    given, expected = other.message.split("; expected ", 1)
+    if not first.message.startswith(given + "; expected "):
+        return False
+    if expected not in first.message:
+        first.message += f" or {expected}"
+    return True
 
 
 def _spec_error(document: MarkedDocument, file: str, error: ErrorDetails) -> SpecError:

@@ -3,68 +3,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from ..compiled import CompiledBot, CompiledError, CompiledInput, CompiledReply, CompiledRoute
-from ..errors import ExpressionError, SourceSnippet, SpecError
-from ..expressions import Condition, compile_condition
+from ..compiled import (
+    Chain,
+    CompiledBot,
+    CompiledError,
+    CompiledInput,
+    CompiledLLM,
+    CompiledReply,
+    CompiledRoute,
+    GenerateSuggestions,
+    Suggestions,
+)
+from ..errors import SpecError
+from ..expressions import Condition
 from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
-from ..spec.context import CONTEXT_NAMES
 from ..spec.poe_settings import ParameterControls
-from ..templates import Renderable, TemplateCompiler
-from .locate import loc_text, offset_position, position
-from .sources import sources
+from ..spec.routes import GenerateSuggestions as SpecGenerate
+from ..spec.routes import LLMRoute, PoeSuggestions
+from ..templates import Renderable
+from .checker import SourceChecker
+from .locate import loc_text, position
+from .models import ModelCompiler, dependencies
 from .yaml_marks import Loc, MarkedDocument
 
 T = TypeVar("T")
-
-
-class SourceChecker:
-    """Compiles templates and conditions, turning each failure into a located SpecError."""
-
-    def __init__(self, document: MarkedDocument, file: str, prompts: Mapping[str, str]) -> None:
-        self.problems: list[SpecError] = []
-        self._document, self._file = document, file
-        self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
-
-    def template(self, source: str, loc: Loc) -> Renderable:
-        return self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
-
-    def condition(self, source: str | None, loc: Loc) -> Condition | None:
-        if source is None:
-            return None
-        return self._guard(lambda: compile_condition(source), source, loc)
-
-    def _guard(self, build: Callable[[], T], source: str, loc: Loc) -> T:
-        try:
-            return build()
-        except ExpressionError as exc:
-            self.problems.append(self._located(exc, source, loc))
-            return None  # type: ignore[return-value]  # never used: problems stop the load
-
-    def _located(self, exc: ExpressionError, source: str, loc: Loc) -> SpecError:
-        mark = position(self._document, loc)
-        line, column = offset_position(mark, self._document.lines, source, exc.offset)
-        snippet = SourceSnippet(source, exc.offset)
-        return SpecError(
-            exc.message, self._file, line, column, loc_text(loc), exc.hint, snippet=snippet
-        )
-
-
-def check_sources(document: MarkedDocument, file: str) -> list[SpecError]:
-    """Check the templates and conditions of a file whose structure did not validate."""
-    raw_prompts = document.data.get("prompts") if isinstance(document.data, dict) else None
-    prompts = {}
-    if isinstance(raw_prompts, dict):
-        prompts = {str(k): v for k, v in raw_prompts.items() if isinstance(v, str)}
-    checker = SourceChecker(document, file, prompts)
-    for kind, text, loc in sources(document.data):
-        if kind == "jmespath":
-            checker.condition(text, loc)
-        else:
-            checker.template(text, loc)
-    return checker.problems
 
 
 class Compiler:
@@ -81,10 +46,18 @@ class Compiler:
     def problems(self) -> list[SpecError]:
         return self._checker.problems
 
-    def compile(self, name: str, access_key: str | None, key_var: str | None) -> CompiledBot:
+    def compile(
+        self, name: str, access_key: str | None, key_var: str | None, environ: Mapping[str, str]
+    ) -> CompiledBot:
         spec = self.spec
-        for prompt_name, source in spec.prompts.items():
-            self.template(source, ("prompts", prompt_name))
+        self._prompts = {
+            prompt_name: self.template(source, ("prompts", prompt_name))
+            for prompt_name, source in spec.prompts.items()
+        }
+        self._models = ModelCompiler(
+            self._checker, self._document, self._file, environ, access_key is not None
+        )
+        self._bot_chain = self._models.chain(spec.model, ("model",))
         routes = tuple(self._route(route, index) for index, route in enumerate(spec.routes))
         self._check_reachable()
         return CompiledBot(
@@ -97,23 +70,70 @@ class Compiler:
             suggested_replies=self._templates_at(spec.suggested_replies, ("suggested_replies",)),
             input=self._input(spec.input) if spec.input else None,
             param_defaults=_param_defaults(spec.settings.parameter_controls),
+            dependencies=dependencies(routes),
         )
 
     def _templates_at(self, sources: list[str], loc: Loc) -> tuple[Renderable, ...]:
         return tuple(self.template(source, (*loc, index)) for index, source in enumerate(sources))
 
-    def _route(self, route: ReplyRoute | ErrorRoute, index: int) -> CompiledRoute:
+    def _route(self, route: ReplyRoute | LLMRoute | ErrorRoute, index: int) -> CompiledRoute:
         loc: Loc = ("routes", index)
         condition = self.condition(route.when, (*loc, "if"))
+        if isinstance(route, ErrorRoute):
+            error = route.error
+            text = self.template(error.text, (*loc, "error", "text"))
+            return CompiledError(
+                loc_text(loc), condition, text, error.allow_retry, error.error_type
+            )
         if isinstance(route, ReplyRoute):
-            suggest = None
-            if route.suggest is not None:
-                suggest = self._templates_at(route.suggest, (*loc, "suggest"))
             reply = self.template(route.reply, (*loc, "reply"))
+            suggest = self._suggest(route.suggest, (*loc, "suggest"), self._bot_chain)
             return CompiledReply(loc_text(loc), condition, reply, suggest)
-        error = route.error
-        text = self.template(error.text, (*loc, "error", "text"))
-        return CompiledError(loc_text(loc), condition, text, error.allow_retry, error.error_type)
+        return self._llm(route, loc, condition)
+
+    def _llm(self, route: LLMRoute, loc: Loc, condition: Condition | None) -> CompiledLLM:
+        action, at = route.llm, (*loc, "llm")
+        chain = self._models.chain(action.model, (*at, "model")) or self._bot_chain
+        if not chain:
+            self._error(at, "this llm route has no model", "add `model:` to the bot or the route")
+        system = self._prompt_or_template(action.system, (*at, "system"))
+        return CompiledLLM(
+            loc=loc_text(loc),
+            condition=condition,
+            system=system,
+            prompt=self._prompt_or_template(action.prompt, (*at, "prompt")),  # type: ignore[arg-type]
+            chain=chain,
+            history_messages=action.history.messages,
+            history_chars=action.history.chars,
+            suggest=self._suggest(route.suggest, (*loc, "suggest"), chain),
+        )
+
+    def _prompt_or_template(self, source: str | None, loc: Loc) -> Renderable | None:
+        """`system: persona` names a prompt; anything else is an inline template."""
+        if source is None:
+            return None
+        if source in self._prompts:
+            return self._prompts[source]
+        return self.template(source, loc)
+
+    def _suggest(self, value: object, loc: Loc, chain: Chain) -> Suggestions:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return self._templates_at(value, loc)
+        if isinstance(value, PoeSuggestions):
+            return "poe"
+        assert isinstance(value, SpecGenerate)
+        own = self._models.chain(value.model, (*loc, "model"))
+        if not (own or chain):
+            self._error(loc, "generating suggestions needs a model", "add `model:` here")
+        return GenerateSuggestions(value.generate, own or chain)
+
+    def _error(self, loc: Loc, message: str, hint: str) -> None:
+        mark = position(self._document, loc)
+        self.problems.append(
+            SpecError(message, self._file, mark.line, mark.column, loc_text(loc), hint)
+        )
 
     def _check_reachable(self) -> None:
         fallbacks = [i for i, route in enumerate(self.spec.routes) if route.when is None]

@@ -13,39 +13,66 @@ from ..compiled import CompiledBot, CompiledRoute
 from ..errors import RunError
 from ..protocol.events import Error, Event, Meta
 from ..protocol.requests import QueryRequest
+from ..providers import open_stream
+from ..providers.relay import Opener, RelayTiming
 from .actions import run_route
-from .context import build_context, last_user_message
+from .context import build_context, split_conversation
 from .input import check_input
+from .scope import Scope
+from .suggestions import POE
 
 __all__ = ["NO_MESSAGE", "NO_ROUTE", "run"]
 
 log = logging.getLogger("engine.runtime")
+DEFAULT_TIMING = RelayTiming()
 
 NO_MESSAGE = "The request carried no user message to answer."
 NO_ROUTE = "Sorry, this bot has no answer for that message."
 BROKEN_CONDITION = "Sorry, this bot could not decide how to answer. Its creator has been told."
 
 
-def run(bot: CompiledBot, request: QueryRequest, now: datetime | None = None) -> Iterator[Event]:
-    """Every answer starts with `meta`; failures the creator must fix end in one `error`."""
-    yield Meta()
-    message = last_user_message(request)
-    if message is None:
+def run(
+    bot: CompiledBot,
+    request: QueryRequest,
+    now: datetime | None = None,
+    *,
+    opener: Opener = open_stream,
+    timing: RelayTiming = DEFAULT_TIMING,
+) -> Iterator[Event]:
+    """Every answer starts with `meta`; failures the creator must fix end in one `error`.
+
+    `opener` starts model calls (tests and `engine test` pass a scripted one); `timing`
+    sets keep-alive and retry pacing.
+    """
+    conversation = split_conversation(request)
+    if conversation is None:
+        yield Meta()
         yield Error(NO_MESSAGE, allow_retry=False)
         return
-    context = build_context(bot, request, message, now or datetime.now(UTC))
+    history, message = conversation
+    context = build_context(bot, request, history, message, now or datetime.now(UTC))
+    scope = Scope(bot, request, message, history, context, opener, timing)
     try:
-        if bot.input is not None and (refusal := check_input(bot.input, context)):
-            yield refusal
-            return
-        route = _pick_route(bot, context)
-        if route is None:
-            yield Error(NO_ROUTE, allow_retry=False)
-            return
-        yield from run_route(bot, route, context)
+        refusal = check_input(bot.input, context) if bot.input is not None else None
+        route = None if refusal else _pick_route(bot, context)
     except RunError as exc:
-        log.error("bot %s: %s", bot.name, exc.detail)
-        yield Error(exc.user_text, allow_retry=exc.allow_retry)
+        yield Meta()
+        yield _logged(bot, exc)
+        return
+    # Route first, then `meta`: only the route knows whether Poe should suggest replies.
+    yield Meta(suggested_replies=getattr(route, "suggest", None) == POE)
+    if refusal is not None or route is None:
+        yield refusal or Error(NO_ROUTE, allow_retry=False)
+        return
+    try:
+        yield from run_route(scope, route)
+    except RunError as exc:
+        yield _logged(bot, exc)
+
+
+def _logged(bot: CompiledBot, exc: RunError) -> Error:
+    log.error("bot %s: %s", bot.name, exc.detail)
+    return Error(exc.user_text, allow_retry=exc.allow_retry)
 
 
 def _pick_route(bot: CompiledBot, context: dict[str, object]) -> CompiledRoute | None:

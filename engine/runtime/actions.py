@@ -5,38 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..compiled import CompiledBot, CompiledError, CompiledReply, CompiledRoute
+from ..compiled import CompiledError, CompiledReply, CompiledRoute
 from ..protocol.events import Error, Event, Suggest, Text
-from ..templates import Renderable
+from ..providers.base import ChatMessage
+from .llm import run_llm
+from .scope import Scope
+from .suggestions import generated, render_static
 
 
-def run_reply(bot: CompiledBot, route: CompiledReply, context: dict[str, Any]) -> Iterator[Event]:
+def run_reply(scope: Scope, route: CompiledReply) -> Iterator[Event]:
     # Render everything before yielding, so a template error never follows half an answer.
-    text = route.reply.render(context)
-    suggestions = _suggestions(route.suggest, bot.suggested_replies, context)
+    text = route.reply.render(scope.context)
+    suggestions = render_static(scope, route.suggest)
     yield Text(text)
     for suggestion in suggestions:
         yield Suggest(suggestion)
+    asked = (ChatMessage("user", scope.message.content),)
+    yield from generated(scope, route.suggest, text, asked)
 
 
-def run_error(bot: CompiledBot, route: CompiledError, context: dict[str, Any]) -> Iterator[Event]:
-    yield Error(route.text.render(context), route.allow_retry, route.error_type)
+def run_error(scope: Scope, route: CompiledError) -> Iterator[Event]:
+    yield Error(route.text.render(scope.context), route.allow_retry, route.error_type)
 
 
-def _suggestions(
-    own: tuple[Renderable, ...] | None,
-    default: tuple[Renderable, ...],
-    context: dict[str, Any],
-) -> list[str]:
-    rendered = (
-        template.render(context).strip() for template in (own if own is not None else default)
-    )
-    return [text for text in rendered if text]
+Runner = Callable[[Scope, Any], Iterator[Event]]
+RUNNERS: dict[str, Runner] = {"reply": run_reply, "llm": run_llm, "error": run_error}
 
 
-Runner = Callable[[CompiledBot, Any, dict[str, Any]], Iterator[Event]]
-RUNNERS: dict[str, Runner] = {"reply": run_reply, "error": run_error}
-
-
-def run_route(bot: CompiledBot, route: CompiledRoute, context: dict[str, Any]) -> Iterator[Event]:
-    return RUNNERS[route.kind](bot, route, context)
+def run_route(scope: Scope, route: CompiledRoute) -> Iterator[Event]:
+    return RUNNERS[route.kind](scope, route)

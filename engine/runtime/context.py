@@ -9,19 +9,22 @@ from ..compiled import CompiledBot
 from ..protocol.requests import Message, QueryRequest
 
 
-def last_user_message(request: QueryRequest) -> Message | None:
-    """Poe puts the new user message last; be lenient if something follows it."""
-    for message in reversed(request.query):
-        if message.role == "user":
-            return message
+def split_conversation(request: QueryRequest) -> tuple[list[Message], Message] | None:
+    """Earlier messages and the new user message (Poe puts it last; be lenient if not)."""
+    for index in reversed(range(len(request.query))):
+        if request.query[index].role == "user":
+            return request.query[:index], request.query[index]
     return None
 
 
 def build_context(
-    bot: CompiledBot, request: QueryRequest, message: Message, now: datetime
+    bot: CompiledBot,
+    request: QueryRequest,
+    history: list[Message],
+    message: Message,
+    now: datetime,
 ) -> dict[str, Any]:
     """Plain JSON-like data only: JMESPath and the Jinja sandbox both read it safely."""
-    history = request.query[: _position(request.query, message)]
     return {
         "message": message.content,
         "attachments": [attachment.model_dump() for attachment in message.attachments],
@@ -37,11 +40,6 @@ def build_context(
         "bot": {"name": bot.name, "description": bot.spec.description},
         "now": _now(now),
     }
-
-
-def _position(messages: list[Message], message: Message) -> int:
-    """Where this very message is; `list.index` would match an earlier equal one (same text)."""
-    return next(i for i in reversed(range(len(messages))) if messages[i] is message)
 
 
 def _params(defaults: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:

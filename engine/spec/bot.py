@@ -6,6 +6,7 @@ from pydantic import Field
 
 from ._base import EnvRef, StrictModel, Template
 from .input import InputRules
+from .models import ModelChain
 from .poe_settings import PoeSettings
 from .routes import Route
 from .tests import TestCase
@@ -33,6 +34,10 @@ class Bot(StrictModel):
     suggested_replies: list[Template] = Field(
         default_factory=list,
         description="Default suggested replies, sent after answers whose route has none.",
+    )
+    model: ModelChain | None = Field(
+        None,
+        description="Model for `llm` routes: one, or a list tried in order (fallback chain).",
     )
     prompts: dict[str, Template] = Field(
         default_factory=dict,

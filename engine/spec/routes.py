@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag
 
 from ._base import Expr, StrictModel, Template
 from .input import ErrorType
+from .models import ModelChain
 
-ACTION_KEYS = ("reply", "error")
+ACTION_KEYS = ("reply", "llm", "error")
 
 
 class ErrorAction(StrictModel):
@@ -18,6 +19,51 @@ class ErrorAction(StrictModel):
     text: Template = Field(description="Message shown to the user (a template).")
     allow_retry: bool = Field(False, description="Whether Poe offers the user a retry.")
     error_type: ErrorType | None = Field(None, description="Poe error type, if any.")
+
+
+class GenerateSuggestions(StrictModel):
+    """Ask a model for follow-up suggestions after the answer."""
+
+    generate: int = Field(ge=1, le=10, description="How many suggestions to ask for.")
+    model: ModelChain | None = Field(
+        None, description="A (cheaper) model for this; default: the route's or the bot's."
+    )
+
+
+class PoeSuggestions(StrictModel):
+    """Let Poe generate the suggestions itself."""
+
+    poe: Literal[True] = Field(description="Set `meta.suggested_replies` so Poe suggests.")
+
+
+Suggest = list[Template] | GenerateSuggestions | PoeSuggestions
+SUGGEST_DOC = (
+    "Suggested replies: a list (templates; blank results are dropped), "
+    "`{generate: N}` or `{poe: true}`. Default: the bot's `suggested_replies`."
+)
+
+
+class History(StrictModel):
+    """How much of the conversation the model sees, newest kept first."""
+
+    messages: int | None = Field(20, ge=0, description="Most earlier messages sent.")
+    chars: int | None = Field(24_000, ge=0, description="Most characters of earlier messages.")
+
+
+class LLMAction(StrictModel):
+    """Send a prompt to a model and stream its answer."""
+
+    system: Template | None = Field(
+        None, description="System prompt: the name of a prompt in `prompts`, or a template."
+    )
+    prompt: Template = Field(
+        "{{ message }}",
+        description="The user turn sent: a prompt name or a template; default the message.",
+    )
+    model: ModelChain | None = Field(
+        None, description="Model or fallback list for this route; default: the bot's `model`."
+    )
+    history: History = Field(default_factory=History, description="History budget.")
 
 
 class _Route(StrictModel):
@@ -35,11 +81,15 @@ class ReplyRoute(_Route):
 
     kind: ClassVar[str] = "reply"
     reply: Template = Field(description="The answer, a Jinja template over the context.")
-    suggest: list[Template] | None = Field(
-        None,
-        description="Suggested replies (templates; blank results are dropped). "
-        "Default: the bot's `suggested_replies`.",
-    )
+    suggest: Suggest | None = Field(None, description=SUGGEST_DOC)
+
+
+class LLMRoute(_Route):
+    """Answer with a model, streamed as it is generated."""
+
+    kind: ClassVar[str] = "llm"
+    llm: LLMAction = Field(description="The model call.")
+    suggest: Suggest | None = Field(None, description=SUGGEST_DOC)
 
 
 class ErrorRoute(_Route):
@@ -57,7 +107,9 @@ def _action_of(value: Any) -> str | None:
 
 
 Route = Annotated[
-    Annotated[ReplyRoute, Tag("reply")] | Annotated[ErrorRoute, Tag("error")],
+    Annotated[ReplyRoute, Tag("reply")]
+    | Annotated[LLMRoute, Tag("llm")]
+    | Annotated[ErrorRoute, Tag("error")],
     Discriminator(
         _action_of,
         custom_error_type="route_action",

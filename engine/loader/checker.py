@@ -1,0 +1,63 @@
+"""Compiling templates and conditions, each failure turned into a located SpecError."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from ..errors import ExpressionError, SourceSnippet, SpecError
+from ..expressions import Condition, compile_condition
+from ..spec.context import CONTEXT_NAMES
+from ..templates import Renderable, TemplateCompiler
+from .locate import loc_text, offset_position, position
+from .sources import sources
+from .yaml_marks import Loc, MarkedDocument
+
+T = TypeVar("T")
+
+
+class SourceChecker:
+    """Compiles templates and conditions, turning each failure into a located SpecError."""
+
+    def __init__(self, document: MarkedDocument, file: str, prompts: Mapping[str, str]) -> None:
+        self.problems: list[SpecError] = []
+        self._document, self._file = document, file
+        self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
+
+    def template(self, source: str, loc: Loc) -> Renderable:
+        return self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
+
+    def condition(self, source: str | None, loc: Loc) -> Condition | None:
+        if source is None:
+            return None
+        return self._guard(lambda: compile_condition(source), source, loc)
+
+    def _guard(self, build: Callable[[], T], source: str, loc: Loc) -> T:
+        try:
+            return build()
+        except ExpressionError as exc:
+            self.problems.append(self._located(exc, source, loc))
+            return None  # type: ignore[return-value]  # never used: problems stop the load
+
+    def _located(self, exc: ExpressionError, source: str, loc: Loc) -> SpecError:
+        mark = position(self._document, loc)
+        line, column = offset_position(mark, self._document.lines, source, exc.offset)
+        snippet = SourceSnippet(source, exc.offset)
+        return SpecError(
+            exc.message, self._file, line, column, loc_text(loc), exc.hint, snippet=snippet
+        )
+
+
+def check_sources(document: MarkedDocument, file: str) -> list[SpecError]:
+    """Check the templates and conditions of a file whose structure did not validate."""
+    raw_prompts = document.data.get("prompts") if isinstance(document.data, dict) else None
+    prompts = {}
+    if isinstance(raw_prompts, dict):
+        prompts = {str(k): v for k, v in raw_prompts.items() if isinstance(v, str)}
+    checker = SourceChecker(document, file, prompts)
+    for kind, text, loc in sources(document.data):
+        if kind == "jmespath":
+            checker.condition(text, loc)
+        else:
+            checker.template(text, loc)
+    return checker.problems

@@ -1,0 +1,129 @@
+"""Model chains: secrets resolved from the environment, parameter templates compiled."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from ..compiled import Chain, CompiledLLM, CompiledModel, GenerateSuggestions, Param
+from ..errors import SpecError
+from ..spec._base import ENV_REF
+from ..spec.models import (
+    AnthropicModel,
+    ModelChain,
+    ModelRef,
+    OpenAIModel,
+    PoeModel,
+    ScriptedModel,
+)
+from .checker import SourceChecker
+from .locate import loc_text, position
+from .yaml_marks import Loc, MarkedDocument
+
+# Where each SDK looks for its key when the model names none.
+DEFAULT_KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class ModelCompiler:
+    """Turns `model:` values into chains; an unset key is a warning, since the rest works."""
+
+    def __init__(
+        self,
+        checker: SourceChecker,
+        document: MarkedDocument,
+        file: str,
+        environ: Mapping[str, str],
+        has_access_key: bool,
+    ) -> None:
+        self._checker, self._document, self._file = checker, document, file
+        self._environ, self._has_access_key = environ, has_access_key
+
+    def chain(self, value: ModelChain | None, loc: Loc) -> Chain:
+        if value is None:
+            return ()
+        models = value if isinstance(value, list) else [value]
+        if isinstance(value, list):
+            return tuple(self._model(m, (*loc, i)) for i, m in enumerate(models))
+        return (self._model(value, loc),)
+
+    def _model(self, spec: ModelRef, loc: Loc) -> CompiledModel:
+        if isinstance(spec, ScriptedModel):
+            return CompiledModel(spec)
+        if isinstance(spec, PoeModel) and not self._has_access_key:
+            self._warn(
+                loc,
+                f"calling the Poe bot {spec.bot} needs this bot's access key",
+                "set `access_key` and its variable; until then this model fails",
+            )
+        api_key = base_url = None
+        if isinstance(spec, OpenAIModel | AnthropicModel):
+            api_key = self._api_key(spec, loc)
+            base_url = self._resolve(spec.base_url, (*loc, "base_url"))
+        return CompiledModel(
+            spec,
+            api_key=api_key,
+            base_url=base_url,
+            temperature=self._param(spec.temperature, (*loc, "temperature")),
+            max_tokens=self._param(spec.max_tokens, (*loc, "max_tokens")),
+            top_p=self._param(spec.top_p, (*loc, "top_p")),
+        )
+
+    def _api_key(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> str | None:
+        if spec.api_key is not None:
+            return self._resolve(spec.api_key, (*loc, "api_key"))
+        variable = DEFAULT_KEY_VARS[spec.provider]
+        value = self._environ.get(variable) or None
+        local = isinstance(spec, OpenAIModel) and (
+            spec.base_url or self._environ.get("OPENAI_BASE_URL")
+        )
+        if value is None and not local:
+            self._warn(
+                loc,
+                f"environment variable {variable} is not set",
+                "until it is, this model answers that the bot's model is not configured",
+            )
+        return value
+
+    def _resolve(self, value: str | None, loc: Loc) -> str | None:
+        """`${VAR}` to its value (warning when unset); any other text as written."""
+        if value is None:
+            return None
+        match = ENV_REF.match(value)
+        if match is None:
+            return value
+        resolved = self._environ.get(match.group(1)) or None
+        if resolved is None:
+            self._warn(loc, f"environment variable {match.group(1)} is not set", None)
+        return resolved
+
+    def _param(self, value: float | int | str | None, loc: Loc) -> Param:
+        if isinstance(value, str):
+            return self._checker.template(value, loc)
+        return value
+
+    def _warn(self, loc: Loc, message: str, hint: str | None) -> None:
+        mark = position(self._document, loc)
+        self._checker.problems.append(
+            SpecError(
+                message, self._file, mark.line, mark.column, loc_text(loc), hint, severity="warning"
+            )
+        )
+
+
+def dependencies(routes: tuple[object, ...]) -> dict[str, int]:
+    """Poe bots called, with the most calls one user message can make to each."""
+    most: Counter[str] = Counter()
+    for route in routes:
+        calls: Counter[str] = Counter()
+        chains = []
+        if isinstance(route, CompiledLLM):
+            chains.append(route.chain)
+        suggest = getattr(route, "suggest", None)
+        if isinstance(suggest, GenerateSuggestions):
+            chains.append(suggest.chain)
+        for chain in chains:
+            for model in chain:
+                if isinstance(model.spec, PoeModel):
+                    calls[model.spec.bot] += model.retries + 1
+        most |= calls  # Counter union keeps the maximum per bot
+    return dict(sorted(most.items()))

@@ -1,0 +1,32 @@
+"""Model providers behind one call: `open_stream(model, call)` returns a chunk stream.
+
+Each SDK is imported only when a model of its provider is first called.
+"""
+
+from __future__ import annotations
+
+from ..compiled import CompiledModel
+from ..spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
+from .base import ChunkStream, ModelCall, ProviderError
+from .scripted import ScriptedStream, reply_for_turn
+
+__all__ = ["ChunkStream", "ModelCall", "ProviderError", "open_stream"]
+
+
+def open_stream(model: CompiledModel, call: ModelCall) -> ChunkStream:
+    """Start the model's answer; raises ProviderError when it cannot start."""
+    spec = model.spec
+    if isinstance(spec, ScriptedModel):
+        return ScriptedStream(reply_for_turn(spec.replies, call.turn), spec.delay, spec.chunk)
+    if isinstance(spec, OpenAIModel):
+        from . import openai
+
+        return openai.open_stream(spec, model.api_key, model.base_url, call)
+    if isinstance(spec, AnthropicModel):
+        from . import anthropic
+
+        return anthropic.open_stream(spec, model.api_key, model.base_url, call)
+    assert isinstance(spec, PoeModel)
+    from . import poe
+
+    return poe.open_stream(spec, call)

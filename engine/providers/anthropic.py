@@ -1,0 +1,91 @@
+"""Anthropic messages through the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from ..spec.models import AnthropicModel
+from .base import Chunk, ModelCall, missing_package
+from .openai import classify
+
+# The messages API requires max_tokens; this is used when the bot sets none.
+DEFAULT_MAX_TOKENS = 1024
+
+
+def open_stream(
+    spec: AnthropicModel, api_key: str | None, base_url: str | None, call: ModelCall
+) -> AnthropicStream:
+    """Start a streaming message; errors before the first chunk raise ProviderError."""
+    try:
+        import anthropic
+    except ImportError:  # pragma: no cover - it is in requirements.txt
+        raise missing_package("anthropic") from None
+    client = _client(api_key, base_url, spec.timeout.connect, spec.timeout.total)
+    try:
+        stream = client.messages.create(
+            model=spec.name, messages=_messages(call), stream=True, **_options(call)
+        )
+    except anthropic.APIError as exc:
+        raise classify(exc) from exc
+    return AnthropicStream(stream)
+
+
+class AnthropicStream:
+    """Text deltas of a messages stream."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Chunk]:
+        import anthropic
+
+        try:
+            for event in self._stream:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield Chunk(event.delta.text)
+        except anthropic.APIError as exc:
+            raise classify(exc) from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+@lru_cache(maxsize=64)
+def _client(api_key: str | None, base_url: str | None, connect: float, total: float) -> Any:
+    import anthropic
+
+    return anthropic.Anthropic(
+        api_key=api_key or "missing",
+        base_url=base_url,
+        timeout=anthropic.Timeout(total, connect=connect),
+        max_retries=0,
+    )
+
+
+def _messages(call: ModelCall) -> list[dict[str, str]]:
+    """Anthropic needs strict user/assistant alternation, starting with the user."""
+    merged: list[dict[str, str]] = []
+    for message in call.messages:
+        if merged and merged[-1]["role"] == message.role:
+            merged[-1]["content"] += "\n\n" + message.content
+        else:
+            merged.append({"role": message.role, "content": message.content})
+    while merged and merged[0]["role"] != "user":
+        merged.pop(0)
+    return merged
+
+
+def _options(call: ModelCall) -> dict[str, Any]:
+    sampling = call.sampling
+    options: dict[str, Any] = {"max_tokens": sampling.max_tokens or DEFAULT_MAX_TOKENS}
+    if call.system:
+        options["system"] = call.system
+    if sampling.temperature is not None:
+        options["temperature"] = sampling.temperature
+    if sampling.top_p is not None:
+        options["top_p"] = sampling.top_p
+    if sampling.stop:
+        options["stop_sequences"] = list(sampling.stop)
+    return options

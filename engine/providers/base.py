@@ -1,0 +1,97 @@
+"""What every provider shares: the call it receives, the chunks it yields, the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..errors import EngineError
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn as providers see it: Poe's `bot` role is already `assistant`."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters after rendering, validation and clamping; None means unset."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """Everything one model call needs, independent of the provider."""
+
+    system: str | None
+    messages: tuple[ChatMessage, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    turn: int = 1
+    # For calls to other Poe bots: the caller's key and Poe's per-request token.
+    access_key: str | None = None
+    poe_metadata: str = ""
+    user_id: str = ""
+    conversation_id: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Text streamed by a model; `replace` throws away what was sent before (Poe bots only)."""
+
+    text: str
+    replace: bool = False
+
+
+class ProviderError(EngineError):
+    """A failed model call. `retryable` failures (429, 5xx, network) may be tried again."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retryable: bool,
+        configuration: bool = False,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retryable = retryable
+        # Configuration errors (missing key, unknown model) are the creator's to fix.
+        self.configuration = configuration
+        self.status = status
+
+
+class ChunkStream(Protocol):
+    """An open model answer: iterate for chunks, close to stop the upstream call."""
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+    def close(self) -> None: ...
+
+
+def status_error(provider: str, status: int, body: Any = "") -> ProviderError:
+    """Classify an HTTP status the same way for every provider."""
+    retryable = status == 429 or status >= 500 or status == 408
+    configuration = status in (401, 403, 404)
+    detail = f"{provider} answered HTTP {status}"
+    if body:
+        detail += f": {str(body)[:300]}"
+    return ProviderError(detail, retryable=retryable, configuration=configuration, status=status)
+
+
+def missing_package(package: str) -> ProviderError:
+    return ProviderError(
+        f"the {package} package is not installed; add it to requirements.txt",
+        retryable=False,
+        configuration=True,
+    )

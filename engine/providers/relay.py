@@ -1,0 +1,161 @@
+"""Streams a model's answer with timeouts, retries, fallback and keep-alive ticks.
+
+Each attempt runs the provider's blocking stream in its own thread (a greenlet under
+gevent) and hands chunks over through a queue, so the caller can send keep-alive ticks
+while the upstream is silent, enforce a total deadline, and close the upstream call the
+moment the Poe client goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..compiled import CompiledModel
+from .base import Chunk, ChunkStream, ModelCall, ProviderError
+
+log = logging.getLogger("engine.providers")
+
+Opener = Callable[[CompiledModel, ModelCall], ChunkStream]
+
+NOT_CONFIGURED = "Sorry, this bot's model is not configured. Its creator has been told."
+UNAVAILABLE = "Sorry, the model behind this bot is not answering right now. Please try again."
+BROKE_OFF = "Sorry, the model stopped in the middle of its answer. Please try again."
+
+
+@dataclass(frozen=True)
+class Tick:
+    """No text for a while: the caller should send a keep-alive comment."""
+
+
+class ModelFailure(Exception):
+    """Every model in the chain failed, or one failed after its text was relayed."""
+
+    def __init__(self, user_text: str, detail: str, allow_retry: bool) -> None:
+        super().__init__(detail)
+        self.user_text, self.detail, self.allow_retry = user_text, detail, allow_retry
+
+
+@dataclass(frozen=True)
+class RelayTiming:
+    """Keep-alive interval and retry backoff, in seconds (tests shorten them)."""
+
+    keepalive: float = 10.0
+    backoff: float = 0.5
+    backoff_max: float = 4.0
+
+
+_DONE = object()
+
+
+def stream_chain(
+    chain: Sequence[CompiledModel],
+    build_call: Callable[[CompiledModel], ModelCall],
+    opener: Opener,
+    timing: RelayTiming = RelayTiming(),
+    bot_name: str = "",
+) -> Iterator[Chunk | Tick]:
+    """Chunks from the first model that answers; retries and fallback only before any text."""
+    last: ProviderError | None = None
+    for model in chain:
+        call = build_call(model)
+        for attempt in range(model.retries + 1):
+            sent = False
+            try:
+                for item in _attempt(model, call, opener, timing):
+                    sent = sent or isinstance(item, Chunk)
+                    yield item
+                return
+            except ProviderError as exc:
+                last = exc
+                log.warning("bot %s: %s (try %d): %s", bot_name, model.label, attempt + 1, exc)
+                if sent:
+                    raise ModelFailure(BROKE_OFF, exc.detail, allow_retry=True) from exc
+                if not exc.retryable:
+                    break  # the next model may be configured; this one will not improve
+                if attempt < model.retries:
+                    yield from _pause(min(timing.backoff * 2**attempt, timing.backoff_max), timing)
+    raise _failure(last)
+
+
+def _failure(last: ProviderError | None) -> ModelFailure:
+    if last is None:
+        return ModelFailure(NOT_CONFIGURED, "no model is declared", allow_retry=False)
+    if last.configuration or not last.retryable:
+        return ModelFailure(NOT_CONFIGURED, last.detail, allow_retry=False)
+    return ModelFailure(UNAVAILABLE, last.detail, allow_retry=True)
+
+
+def _pause(seconds: float, timing: RelayTiming) -> Iterator[Tick]:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, timing.keepalive))
+        if deadline - time.monotonic() > 0:
+            yield Tick()
+
+
+def _attempt(
+    model: CompiledModel, call: ModelCall, opener: Opener, timing: RelayTiming
+) -> Iterator[Chunk | Tick]:
+    handover: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+    holder: list[ChunkStream] = []
+    producer = threading.Thread(
+        target=_produce, args=(model, call, opener, handover, stop, holder), daemon=True
+    )
+    producer.start()
+    deadline = time.monotonic() + model.total_timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProviderError(
+                    f"{model.label} timed out after {model.total_timeout:g} s", retryable=True
+                )
+            try:
+                item = handover.get(timeout=min(timing.keepalive, left))
+            except queue.Empty:
+                yield Tick()
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, ProviderError):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        if holder:
+            holder[0].close()  # unblocks the producer and frees the upstream connection
+
+
+def _produce(
+    model: CompiledModel,
+    call: ModelCall,
+    opener: Opener,
+    handover: queue.Queue[Any],
+    stop: threading.Event,
+    holder: list[ChunkStream],
+) -> None:
+    try:
+        stream = opener(model, call)
+        holder.append(stream)
+        if stop.is_set():
+            stream.close()
+            return
+        for chunk in stream:
+            if stop.is_set():
+                return
+            handover.put(chunk)
+        handover.put(_DONE)
+    except ProviderError as exc:
+        handover.put(exc)
+    except Exception as exc:  # a malformed stream, an SDK surprise: retryable, logged
+        if not stop.is_set():
+            handover.put(
+                ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True)
+            )

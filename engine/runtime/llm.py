@@ -1,0 +1,36 @@
+"""`llm` routes: stream a model's answer as it is generated, then add suggested replies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from ..compiled import CompiledLLM
+from ..protocol.events import Error, Event, KeepAlive, Replace, Suggest, Text
+from ..providers.base import Chunk
+from ..providers.relay import ModelFailure
+from .prompting import build_messages
+from .scope import Scope
+from .suggestions import generated, render_static
+
+log = logging.getLogger("engine.runtime")
+
+
+def run_llm(scope: Scope, route: CompiledLLM) -> Iterator[Event]:
+    system, messages = build_messages(route, scope.history, scope.message, scope.context)
+    static = render_static(scope, route.suggest)
+    answer = ""
+    try:
+        for item in scope.stream(route.chain, scope.model_call(system, messages)):
+            if isinstance(item, Chunk):
+                answer = item.text if item.replace else answer + item.text
+                yield Replace(item.text) if item.replace else Text(item.text)
+            else:
+                yield KeepAlive()
+    except ModelFailure as failure:
+        log.error("bot %s: %s: %s", scope.bot.name, route.loc, failure.detail)
+        yield Error(failure.user_text, allow_retry=failure.allow_retry)
+        return
+    for suggestion in static:
+        yield Suggest(suggestion)
+    yield from generated(scope, route.suggest, answer, messages)

@@ -1,0 +1,49 @@
+"""Sampling parameters rendered per request, validated and clamped to the provider's range."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..compiled import CompiledModel, Param
+from ..providers.base import Sampling
+
+log = logging.getLogger("engine.runtime")
+
+# What each provider accepts; values outside are clamped rather than refused.
+TEMPERATURE_MAX = {"openai": 2.0, "anthropic": 1.0, "poe": 2.0, "scripted": 2.0}
+MAX_TOKENS_LIMIT = 200_000
+
+
+def sampling_for(model: CompiledModel, context: dict[str, Any], bot_name: str) -> Sampling:
+    """The model's parameters for this request; a template that is not a number is ignored."""
+    provider = model.spec.provider
+    temperature = _number(model.temperature, context, "temperature", bot_name)
+    top_p = _number(model.top_p, context, "top_p", bot_name)
+    max_tokens = _number(model.max_tokens, context, "max_tokens", bot_name)
+    stop = getattr(model.spec, "stop", None) or ()
+    return Sampling(
+        temperature=_clamp(temperature, 0.0, TEMPERATURE_MAX[provider]),
+        top_p=_clamp(top_p, 0.0, 1.0),
+        max_tokens=None if max_tokens is None else int(min(max(max_tokens, 1), MAX_TOKENS_LIMIT)),
+        stop=tuple(stop),
+    )
+
+
+def _number(value: Param, context: dict[str, Any], name: str, bot_name: str) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value.render(context).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        log.warning(
+            "bot %s: %s rendered to %r, not a number; using the default", bot_name, name, text
+        )
+        return None
+
+
+def _clamp(value: float | None, low: float, high: float) -> float | None:
+    return None if value is None else min(max(value, low), high)
