@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(
         30, ge=1, description="Seconds open answers get to finish on SIGTERM (GRACEFUL_TIMEOUT)."
     )
+    keepalive_seconds: float = Field(
+        10.0, gt=0, le=60, description="Seconds of model silence before a keep-alive comment."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error (LOG_LEVEL)."
     )

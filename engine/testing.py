@@ -7,12 +7,54 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .compiled import CompiledBot
+from .compiled import CompiledBot, CompiledModel
 from .protocol.events import Data, Error, Event, Replace, Suggest, Text
 from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
+from .providers import open_stream
+from .providers.base import ChunkStream, ModelCall, ProviderError
+from .providers.relay import RelayTiming
+from .providers.scripted import ScriptedStream
 from .runtime import run
 from .spec import Expect, TestCase, Turn
+
+# No waiting in tests: retries happen at once, keep-alives never.
+TEST_TIMING = RelayTiming(keepalive=60.0, backoff=0.0)
+
+
+class ScriptedModels:
+    """Answers model calls with a turn's `model_reply`, recording every prompt sent.
+
+    Models declared `provider: scripted` answer as written; any other model without a
+    scripted reply fails the call (and a fallback chain moves on), so declared tests
+    never reach a real provider.
+    """
+
+    def __init__(self, replies: str | list[str] | None) -> None:
+        self._replies = [replies] if isinstance(replies, str) else list(replies or [])
+        self.calls: list[tuple[str, ModelCall]] = []
+        self.problems: list[str] = []
+
+    def __call__(self, model: CompiledModel, call: ModelCall) -> ChunkStream:
+        self.calls.append((model.label, call))
+        if self._replies:
+            return ScriptedStream(self._replies.pop(0), 0.0, "word")
+        if model.spec.provider == "scripted":
+            return open_stream(model, call)
+        problem = (
+            f"the bot called {model.label}; script its answer with `model_reply:` "
+            "(declared tests never call real models)"
+        )
+        self.problems.append(problem)
+        raise ProviderError(problem, retryable=False, configuration=True)
+
+    def prompt(self) -> list[dict[str, str]]:
+        """The first call's messages, system first: what the answer was generated from."""
+        if not self.calls:
+            return []
+        call = self.calls[0][1]
+        system = [{"role": "system", "content": call.system}] if call.system else []
+        return system + [{"role": m.role, "content": m.content} for m in call.messages]
 
 
 @dataclass
@@ -24,6 +66,8 @@ class Answer:
     error: Error | None = None
     metadata: str | None = None
     events: list[Event] = field(default_factory=list)
+    prompt: list[dict[str, str]] = field(default_factory=list)
+    model_problems: list[str] = field(default_factory=list)
 
     @property
     def shown(self) -> str:
@@ -46,11 +90,18 @@ class CaseResult:
         return not self.failures
 
 
-def answer(bot: CompiledBot, history: list[Message], now: datetime | None = None) -> Answer:
+def answer(
+    bot: CompiledBot,
+    history: list[Message],
+    now: datetime | None = None,
+    model_reply: str | list[str] | None = None,
+) -> Answer:
     """Send the conversation to the bot, as Poe would, and collect the answer."""
     request = QueryRequest(query=history, user_id="u-test", conversation_id="c-test")
+    models = ScriptedModels(model_reply)
     result = Answer()
-    for event in guarded(run(bot, request, now), bot.name):
+    events = run(bot, request, now, opener=models, timing=TEST_TIMING)
+    for event in guarded(events, bot.name):
         result.events.append(event)
         if isinstance(event, Text):
             result.text += event.text
@@ -62,6 +113,7 @@ def answer(bot: CompiledBot, history: list[Message], now: datetime | None = None
             result.error = event
         elif isinstance(event, Data):
             result.metadata = event.metadata
+    result.prompt, result.model_problems = models.prompt(), models.problems
     return result
 
 
@@ -73,7 +125,7 @@ def run_case(bot: CompiledBot, case: TestCase, index: int) -> CaseResult:
     turns = case.all_turns()
     for number, turn in enumerate(turns, start=1):
         history.append(_user_message(turn))
-        result = answer(bot, history)
+        result = answer(bot, history, model_reply=turn.model_reply)
         prefix = f"turn {number}: " if len(turns) > 1 else ""
         failures += [prefix + failure for failure in check(turn.expect, result)]
         history.append(Message(role="bot", content=result.text, metadata=result.metadata))
@@ -114,6 +166,22 @@ def check(expect: Expect, result: Answer) -> list[str]:
     if expect.suggested is not None and result.suggested != expect.suggested:
         failures.append(f"expected suggested replies {expect.suggested}; got {result.suggested}")
     failures += _check_error(expect, result.error)
+    failures += _check_prompt(expect, result.prompt)
+    # A real model without a scripted reply fails like a missing key, so a fallback chain
+    # moves on; it only matters when nothing answered.
+    problems = result.model_problems if result.error is not None else []
+    return problems + failures
+
+
+def _check_prompt(expect: Expect, prompt: list[dict[str, str]]) -> list[str]:
+    failures = []
+    if expect.prompt is not None:
+        wanted = [message.model_dump() for message in expect.prompt]
+        if prompt != wanted:
+            failures.append(f"expected the prompt {wanted}; the model was sent {prompt}")
+    for needle in _as_list(expect.prompt_contains):
+        if not any(needle in message["content"] for message in prompt):
+            failures.append(f"expected the prompt to contain {needle!r}; it was {prompt}")
     return failures
 
 

@@ -424,23 +424,23 @@ def test_control_rules(data: dict[str, Any], kind: str) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({}, "a test needs either `say` (one turn) or `turns` (several), not both"),
-        ({"name": "x"}, "a test needs either `say` (one turn) or `turns` (several), not both"),
+        ({}, "a test needs `say` (one turn) or `turns` (several)"),
+        ({"name": "x"}, "a test needs `say` (one turn) or `turns` (several)"),
         (
             {"say": "a", "turns": [{"say": "b"}]},
             "a test needs either `say` (one turn) or `turns` (several), not both",
         ),
         (
             {"turns": [{"say": "b"}], "expect": {"contains": "x"}},
-            "with `turns`, put `expect`, `params` and `attachments` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
         ),
         (
             {"turns": [{"say": "b"}], "params": {"a": 1}},
-            "with `turns`, put `expect`, `params` and `attachments` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
         ),
         (
             {"turns": [{"say": "b"}], "attachments": [{"content_type": "image/png"}]},
-            "with `turns`, put `expect`, `params` and `attachments` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
         ),
     ],
 )

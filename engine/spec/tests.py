@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,6 +17,13 @@ class Attachment(StrictModel):
     content_type: str = Field(description="MIME type, such as `image/png`.")
     url: str = Field("https://example.invalid/file", description="Download URL.")
     parsed_content: str | None = Field(None, description="Text Poe would extract from it.")
+
+
+class PromptMessage(StrictModel):
+    """One message of the prompt sent to the model."""
+
+    role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
+    content: str = Field(description="The exact text.")
 
 
 class Expect(StrictModel):
@@ -36,6 +43,12 @@ class Expect(StrictModel):
     )
     error_type: ErrorType | None = Field(None, description="The error's Poe `error_type`.")
     allow_retry: bool | None = Field(None, description="The error's `allow_retry`.")
+    prompt: list[PromptMessage] | None = Field(
+        None, description="The messages sent to the model, exactly (system first)."
+    )
+    prompt_contains: str | list[str] | None = Field(
+        None, description="Text(s) found in some message sent to the model."
+    )
 
 
 class Turn(StrictModel):
@@ -47,6 +60,11 @@ class Turn(StrictModel):
     )
     attachments: list[Attachment] = Field(
         default_factory=list, description="Files attached to the message."
+    )
+    model_reply: str | list[str] | None = Field(
+        None,
+        description="What the model answers in this turn (a list: one per model call, "
+        "such as the answer then generated suggestions). Tests never call real models.",
     )
     expect: Expect = Field(default_factory=Expect, description="Checks on the answer.")
 
@@ -62,15 +80,21 @@ class TestCase(StrictModel):
     attachments: list[Attachment] = Field(
         default_factory=list, description="Single-turn attachments."
     )
+    model_reply: str | list[str] | None = Field(None, description="Single-turn model reply.")
     expect: Expect | None = Field(None, description="Single-turn checks.")
     turns: list[Turn] | None = Field(None, min_length=1, description="Several turns, in order.")
 
     @model_validator(mode="after")
     def _one_form(self) -> TestCase:
-        if (self.say is None) == (self.turns is None):
+        if self.say is None and self.turns is None:
+            raise ValueError("a test needs `say` (one turn) or `turns` (several)")
+        if self.say is not None and self.turns is not None:
             raise ValueError("a test needs either `say` (one turn) or `turns` (several), not both")
-        if self.turns is not None and (self.expect or self.params or self.attachments):
-            raise ValueError("with `turns`, put `expect`, `params` and `attachments` in each turn")
+        single = self.expect or self.params or self.attachments or self.model_reply is not None
+        if self.turns is not None and single:
+            raise ValueError(
+                "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn"
+            )
         return self
 
     def all_turns(self) -> list[Turn]:
@@ -83,6 +107,7 @@ class TestCase(StrictModel):
                 say=self.say,
                 params=self.params,
                 attachments=self.attachments,
+                model_reply=self.model_reply,
                 expect=self.expect or Expect(),
             )
         ]

@@ -53,7 +53,7 @@ def create_app(
     app.extensions["engine"] = EngineState(
         bots=report.bots,
         settings_bodies={
-            name: json.dumps(settings_response(bot.spec)).encode()
+            name: json.dumps(settings_response(bot)).encode()
             for name, bot in report.bots.items()
         },
         settings=settings,

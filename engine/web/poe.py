@@ -15,6 +15,7 @@ from ..compiled import CompiledBot
 from ..protocol import jsonshape, sse
 from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
+from ..providers.relay import RelayTiming
 from ..runtime import run
 
 blueprint = Blueprint("poe", __name__)
@@ -69,7 +70,8 @@ def _dispatch(bot: CompiledBot, kind: str, data: dict[str, Any], settings: bytes
 
 def _query(bot: CompiledBot, data: dict[str, Any]) -> Response:
     query = parse_query(data)
-    events = guarded(run(bot, query), bot.name)
+    timing = RelayTiming(keepalive=current_app.extensions["engine"].settings.keepalive_seconds)
+    events = guarded(run(bot, query, timing=timing), bot.name)
     if _wants_json():
         return Response(
             json.dumps(jsonshape.aggregate(events)), 200, content_type="application/json"
