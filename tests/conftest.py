@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,12 @@ from engine.web import create_app
 REPO = Path(__file__).resolve().parent.parent
 BOTS_DIR = REPO / "bots"
 KEY = "K" * 32
+# Every variable an example bot or model reads, set, so the examples load without warnings.
+EXAMPLE_ENV = {
+    name: KEY
+    for path in sorted(BOTS_DIR.glob("*.yaml"))
+    for name in re.findall(r"^access_key: \$\{(\w+)\}", path.read_text(), re.MULTILINE)
+} | {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"}
 
 
 @pytest.fixture(autouse=True)
@@ -72,9 +79,4 @@ def make_app() -> Callable[..., Flask]:
 @pytest.fixture
 def example_client(make_app: Callable[..., Flask]) -> FlaskClient:
     """A test client over the real bots/ folder, with every access key set to KEY."""
-    env = {
-        "ACME_HELP_ACCESS_KEY": KEY,
-        "IMAGE_STUDIO_ACCESS_KEY": KEY,
-        "HELLO_ACCESS_KEY": KEY,
-    }
-    return make_app(BOTS_DIR, env).test_client()
+    return make_app(BOTS_DIR, EXAMPLE_ENV).test_client()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO
+from .conftest import EXAMPLE_ENV, REPO
 
 
 def _start(env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -23,12 +23,14 @@ def _start(env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess
 
 
 def test_refuses_keyless_bots_off_loopback() -> None:
-    result = _start({"HOST": "0.0.0.0", "PORT": "1"})
+    keys = {name: value for name, value in EXAMPLE_ENV.items() if name.endswith("_ACCESS_KEY")}
+    unset = {"HELLO_ACCESS_KEY", "ACME_HELP_ACCESS_KEY"}
+    env = {name: value for name, value in keys.items() if name not in unset}
+    result = _start({"HOST": "0.0.0.0", "PORT": "1", **env})
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        "refusing to serve acme-help, hello, image-studio on 0.0.0.0 without an access key; "
-        "export ACME_HELP_ACCESS_KEY; export HELLO_ACCESS_KEY; export IMAGE_STUDIO_ACCESS_KEY "
-        "(or bind HOST=127.0.0.1)"
+        "refusing to serve acme-help, hello on 0.0.0.0 without an access key; "
+        "export ACME_HELP_ACCESS_KEY; export HELLO_ACCESS_KEY (or bind HOST=127.0.0.1)"
     )
 
 

@@ -12,7 +12,7 @@ import engine
 from engine import schema
 from engine.cli import main
 
-from .conftest import BOTS_DIR
+from .conftest import BOTS_DIR, EXAMPLE_ENV
 
 Folder = Callable[[dict[str, str]], Path]
 
@@ -150,8 +150,8 @@ def test_validate_defaults_to_the_bots_folder(
 
 
 def test_validate_the_example_bots(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("ACME_HELP_ACCESS_KEY", "IMAGE_STUDIO_ACCESS_KEY", "HELLO_ACCESS_KEY"):
-        monkeypatch.setenv(variable, "K" * 32)
+    for variable, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(variable, value)
     result = run("validate", str(BOTS_DIR))
     count = len(list(BOTS_DIR.glob("*.yaml")))
     assert (result.exit_code, lines(result)) == (0, [f"{count} files: 0 errors, 0 warnings"])
