@@ -1,14 +1,16 @@
-"""`python -m engine validate | test | schema`: thin commands over the loader and runtime."""
+"""`python -m engine validate | test | schema | chat`: thin commands over the loader and runtime."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import schema as schema_file
+from .chat import BrokenBot, UnknownBot, find_bot, parse_param, run_chat
 from .loader import LoadReport, load_paths
 from .testing import run_bot_tests
 
@@ -31,6 +33,12 @@ def _print_problems(report: LoadReport) -> None:
         click.echo(str(problem))
 
 
+def _summary(report: LoadReport) -> str:
+    errors, warnings = len(report.errors), len(report.warnings)
+    counts = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
+    return f"{_plural(report.files, 'file')}: {counts}"
+
+
 @click.group()
 @click.version_option(package_name=None, version=__import__("engine").__version__)
 def main() -> None:
@@ -43,10 +51,8 @@ def validate(paths: tuple[str, ...]) -> None:
     """Check bot files and print every problem as file:line:column: place: message."""
     report = _load(paths)
     _print_problems(report)
-    errors, warnings = len(report.errors), len(report.warnings)
-    counts = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
-    click.echo(f"{_plural(report.files, 'file')}: {counts}")
-    sys.exit(1 if errors else 0)
+    click.echo(_summary(report))
+    sys.exit(1 if report.errors else 0)
 
 
 @main.command()
@@ -86,3 +92,45 @@ def schema(check: bool) -> None:
         return
     schema_file.write()
     click.echo(f"wrote {schema_file.SCHEMA_PATH}")
+
+
+def _params(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    try:
+        return dict(parse_param(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command("chat")
+@click.argument("bot")
+@click.option(
+    "--bots",
+    "bots_dir",
+    default=DEFAULT_PATHS[0],
+    show_default=True,
+    help="Folder to find BOT in by name.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=_params,
+    help="A parameter sent with every message (VALUE read as JSON if it is); repeatable.",
+)
+def chat_command(bot: str, bots_dir: str, params: dict[str, Any]) -> None:
+    """Chat with one bot in the terminal, through the server's runtime and real models.
+
+    BOT is a bot name in the bots folder, or the path of a .yaml file.
+    """
+    try:
+        compiled, warnings = find_bot(bot, bots_dir)
+    except UnknownBot as exc:
+        raise click.UsageError(str(exc)) from None
+    except BrokenBot as exc:
+        _print_problems(exc.report)
+        click.echo(_summary(exc.report))
+        sys.exit(1)
+    sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings))
