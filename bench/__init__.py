@@ -1,0 +1,1 @@
+"""Benchmarks: `bench/run.sh` runs them all; see bench/README.md."""

@@ -1,0 +1,312 @@
+"""Every benchmark in one bounded run (about 3 minutes): `python -m bench.run`.
+
+Servers run pinned to core 0 with one worker; the load generator runs pinned to core 1.
+Prints Markdown tables (paste them into bench/README.md) and writes the raw numbers to
+bench/results/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from .procs import RESULTS, free_port, run_json, start_server, stop_server
+from .serve import ACCESS_KEY
+
+SERVER_CPU, CLIENT_CPU = "0", "1"
+QUERY = {
+    "version": "1.2",
+    "type": "query",
+    "query": [{"role": "user", "content": "I want my money back", "content_type": "text/markdown"}],
+    "user_id": "u-bench",
+    "conversation_id": "c-bench",
+    "message_id": "m-bench",
+}
+SETTINGS = {"version": "1.2", "type": "settings"}
+AUTH = f"Authorization: Bearer {ACCESS_KEY}"
+
+
+def load(port: int, path: str, body: dict[str, Any], expect: str, args: argparse.Namespace) -> Any:
+    command = [
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--body",
+        json.dumps(body),
+        "--expect",
+        expect,
+        "--header",
+        AUTH,
+        "--connections",
+        str(args.connections),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+    ]
+    return run_json(command, cpus=CLIENT_CPU, timeout=args.duration + args.warmup + 60)
+
+
+def wrk(port: int, path: str, body: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """wrk's own latency distribution (whole response), as a check on our client."""
+    if shutil.which("wrk") is None:
+        return {}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    script = RESULTS / "post.lua"
+    script.write_text(
+        f"wrk.method = 'POST'\nwrk.body = [[{json.dumps(body)}]]\n"
+        "wrk.headers['Content-Type'] = 'application/json'\n"
+        f"wrk.headers['Authorization'] = 'Bearer {ACCESS_KEY}'\n"
+    )
+    command = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{args.connections}"]
+    command += [f"-d{int(args.duration)}s", "--latency", "-s", str(script)]
+    command += [f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(
+        command, capture_output=True, text=True, timeout=args.duration + 30, check=False
+    ).stdout
+    result: dict[str, Any] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.strip().startswith(("50%", "99%")):
+            result[f"wrk_p{parts[0][:2]}_ms"] = _ms(parts[1])
+        elif line.startswith("Requests/sec:"):
+            result["wrk_rps"] = float(parts[1])
+        elif "timeout" in line and "Socket errors" in line:
+            result["wrk_timeouts"] = int(line.rsplit("timeout", 1)[1].strip())
+    return result
+
+
+def _ms(text: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if text.endswith(unit):
+            return round(float(text[: -len(unit)]) * factor, 2)
+    return float("nan")
+
+
+def serve(target: str, *extra: str) -> Any:
+    return start_server([target, *extra], free_port(), cpus=SERVER_CPU)
+
+
+def throughput_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """(a) fastapi_poe echo, (b) Flask echo, (c) engine FAQ turn, (d) engine settings."""
+    runs = [
+        ("a", "fastapi_poe echo bot, uvicorn 1 worker", "fastapi", "/", QUERY, "money back"),
+        ("b", "hand-written Flask SSE echo, our gunicorn config", "flask", "/echo", QUERY, "done"),
+    ]
+    for key, label, target, path, body, expect in runs:
+        server = serve(target)
+        try:
+            results[key] = {"label": label, **load(server.port, path, body, expect, args)}
+        finally:
+            stop_server(server)
+    server = serve("engine")
+    try:
+        results["c"] = {
+            "label": "our engine, rule-based FAQ turn (bench/bots/faq.yaml)",
+            **load(server.port, "/faq", QUERY, "5-7 days", args),
+        }
+        results["d"] = {
+            "label": "our engine, settings request",
+            **load(server.port, "/faq", SETTINGS, "introduction_message", args),
+        }
+    finally:
+        stop_server(server)
+
+
+def fairness_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The keep-alive p99 before (gunicorn's gevent worker) and after (ours)."""
+    for key, target, path, expect in (
+        ("flask", "flask", "/echo", "done"),
+        ("engine", "engine", "/faq", "5-7 days"),
+    ):
+        for worker in ("stock", "ours"):
+            server = serve(target, "--worker-class", worker)
+            try:
+                row = load(server.port, path, QUERY, expect, args)
+                if key == "flask":
+                    row |= wrk(server.port, path, QUERY, args)
+                results[f"{key}-{worker}"] = row
+            finally:
+                stop_server(server)
+
+
+def ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """How fast the load generator can go against a server that does no work."""
+    server = serve("canned")
+    try:
+        results["ceiling"] = load(server.port, "/", QUERY, "canned", args)
+    finally:
+        stop_server(server)
+
+
+def streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """bench.streams: its server uses both cores (production layout), its client core 1."""
+    command = ["-m", "bench.streams", "--streams", str(args.streams)]
+    results["streams"] = run_json(command, cpus=None, timeout=120)
+
+
+def load_bots(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    command = ["-m", "bench.load_bots", "--bots", str(args.bots)]
+    results["load_bots"] = run_json(command, cpus=CLIENT_CPU, timeout=120)
+
+
+def profile_turn(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["profile_turn"] = run_json(["-m", "bench.profile_turn"], cpus=CLIENT_CPU, timeout=120)
+
+
+def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
+    base = results["a"]
+    lines = [
+        f"{args.connections} keep-alive connections, {args.duration:g} s per row after "
+        f"{args.warmup:g} s warm-up; server on core {SERVER_CPU} (1 worker), "
+        f"load generator on core {CLIENT_CPU}.",
+        "",
+        "| | server | req/s | × (a) | TTFB p50 ms | × (a) | TTFB p99 ms | × (a) | errors "
+        "| client CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in "abcd":
+        row = results[key]
+        lines.append(
+            f"| ({key}) | {row['label']} | {row['rps']:,.0f} | {row['rps'] / base['rps']:.2f} "
+            f"| {row['ttfb_p50_ms']:.1f} | {row['ttfb_p50_ms'] / base['ttfb_p50_ms']:.2f} "
+            f"| {row['ttfb_p99_ms']:.1f} | {row['ttfb_p99_ms'] / base['ttfb_p99_ms']:.2f} "
+            f"| {sum(row['errors'].values())} | {row['client_cpu']:.0%} |"
+        )
+    c, b = results["c"], results["b"]
+    lines += [
+        "",
+        f"Targets: (c) ≥ 1.5× (a) req/s: **{c['rps'] / base['rps']:.2f}×**; "
+        f"(c) ≥ 0.8× (b) req/s: **{c['rps'] / b['rps']:.2f}×**.",
+        "",
+        "Keep-alive fairness, before (gunicorn's `gevent` worker) and after "
+        "(`engine.worker.FairGeventWorker`):",
+        "",
+        "| app | worker | req/s | TTFB p50 ms | TTFB p99 ms | TTFB max ms "
+        "| wrk p50 ms | wrk p99 ms | wrk timeouts |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for app in ("flask", "engine"):
+        for worker in ("stock", "ours"):
+            row = results[f"{app}-{worker}"]
+            name = "gunicorn gevent" if worker == "stock" else "FairGeventWorker"
+            lines.append(
+                f"| {app} | {name} | {row['rps']:,.0f} | {row['ttfb_p50_ms']:.1f} "
+                f"| {row['ttfb_p99_ms']:.1f} | {row['ttfb_max_ms']:.1f} "
+                f"| {row.get('wrk_p50_ms', '–')} | {row.get('wrk_p99_ms', '–')} "
+                f"| {row.get('wrk_timeouts', '–' if 'wrk_rps' not in row else 0)} |"
+            )
+    top = results["ceiling"]
+    lines += [
+        "",
+        f"Load generator ceiling (raw asyncio server, no work): {top['rps']:,.0f} req/s at "
+        f"{top['client_cpu']:.0%} of its core — "
+        f"{top['rps'] / max(results[k]['rps'] for k in 'abcd'):.1f}× the fastest row above.",
+    ]
+    s = results["streams"]
+    lines += [
+        "",
+        f"Streams (production config, 2 workers): {s['streams']:,} SSE streams of "
+        f"{s['stream_ideal_s']:g} s, {s['open_at_once']:,} open at once, "
+        f"{s['completed']:,} complete, errors {s['errors'] or 0}; connect p50/p99 "
+        f"{s['connect_p50_ms']}/{s['connect_p99_ms']} ms, TTFB p50/p99 "
+        f"{s['ttfb_p50_ms']}/{s['ttfb_p99_ms']} ms, stream p50/p99 "
+        f"{s['stream_p50_s']}/{s['stream_p99_s']} s, all done in {s['total_s']} s; "
+        f"per worker {s['per_worker']}.",
+    ]
+    bots = results["load_bots"]
+    lines += [
+        "",
+        f"Loading {bots['bots']:,} bots ({bots['mb_of_yaml']} MB of YAML, "
+        f"{bots['jinja_templates']:,} Jinja templates): {bots['seconds']} s "
+        f"({bots['ms_per_bot']} ms/bot; Jinja compilation {bots['template_seconds']} s of it), "
+        f"max RSS {bots['max_rss_mb']} MB (+{bots['rss_growth_mb']} MB while loading), "
+        f"errors {bots['errors']}.",
+    ]
+    turn = results["profile_turn"]
+    cost = ", ".join(f"{name} {us:g} µs" for name, us in turn["us_per_request"].items())
+    areas = ", ".join(
+        f"{name} {pct:g}%" for name, pct in list(turn["engine_app_profile_percent"].items())[:6]
+    )
+    lines += [
+        "",
+        f"In-process cost per request (no sockets): {cost}.",
+        f"Engine app profile by package: {areas}.",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load row")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--bots", type=int, default=1000)
+    args = parser.parse_args()
+    # A SIGTERM (bench/run.sh's `timeout`) unwinds the `finally` blocks that stop servers.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
+        sys.exit("needs 2 cores and taskset (util-linux)")
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            **{p: version(p) for p in ("gunicorn", "gevent", "flask", "fastapi-poe", "uvicorn")},
+        }
+    }
+    steps: list[tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]]] = [
+        ("load generator ceiling", ceiling),
+        ("throughput table", throughput_table),
+        ("keep-alive fairness", fairness_table),
+        (f"{args.streams:,} streams", streams),
+        (f"load {args.bots:,} bots", load_bots),
+        ("where a FAQ turn's time goes", profile_turn),
+    ]
+    for name, step in steps:
+        print(f"[{time.monotonic() - started:5.0f} s] {name} ...", file=sys.stderr, flush=True)
+        step(args, results)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    print(f"[{results['seconds']:5.0f} s] done\n", file=sys.stderr)
+    table = print_tables(results, args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print(f"\nmachine: {json.dumps(results['machine'])}; total {results['seconds']} s")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Every benchmark, bounded (< 5 minutes): bench/run.sh [--duration 8] [--connections 100]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec timeout 290 .venv/bin/python -m bench.run "$@"
