@@ -1,8 +1,14 @@
-"""What a bot says, as plain values; encoders turn them into SSE or JSON."""
+"""What a bot says, as plain values; encoders turn them into SSE or JSON.
+
+`flush` (on `meta`, `text`, `replace_response` and `suggested_reply`) marks the last event
+before the runtime waits for a model: the SSE writer sends everything gathered so far at
+that point, and otherwise writes an answer in one piece. It is not part of an event's
+identity, so `Text("a", flush=True) == Text("a")`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
@@ -14,6 +20,8 @@ class Meta:
     content_type: str = "text/markdown"
     suggested_replies: bool = False
     refetch_settings: bool = False
+
+    flush: bool = field(default=False, compare=False, repr=False)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -30,6 +38,8 @@ class Text:
     name: ClassVar[str] = "text"
     text: str
 
+    flush: bool = field(default=False, compare=False, repr=False)
+
     def data(self) -> dict[str, Any]:
         return {"text": self.text}
 
@@ -41,6 +51,8 @@ class Replace:
     name: ClassVar[str] = "replace_response"
     text: str
 
+    flush: bool = field(default=False, compare=False, repr=False)
+
     def data(self) -> dict[str, Any]:
         return {"text": self.text}
 
@@ -51,6 +63,8 @@ class Suggest:
 
     name: ClassVar[str] = "suggested_reply"
     text: str
+
+    flush: bool = field(default=False, compare=False, repr=False)
 
     def data(self) -> dict[str, Any]:
         return {"text": self.text}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from jmespath.exceptions import JMESPathError
 
-from ..compiled import CompiledBot, CompiledRoute
+from ..compiled import CompiledBot, CompiledLLM, CompiledRoute, GenerateSuggestions
 from ..errors import RunError
 from ..protocol.events import Error, Event, Meta
 from ..protocol.requests import QueryRequest
@@ -60,7 +60,8 @@ def run(
         yield _logged(bot, exc)
         return
     # Route first, then `meta`: only the route knows whether Poe should suggest replies.
-    yield Meta(suggested_replies=getattr(route, "suggest", None) == POE)
+    # A route that asks a model sends `meta` at once (flush); others answer in one write.
+    yield Meta(suggested_replies=getattr(route, "suggest", None) == POE, flush=_waits(route))
     if refusal is not None or route is None:
         yield refusal or Error(NO_ROUTE, allow_retry=False)
         return
@@ -68,6 +69,13 @@ def run(
         yield from run_route(scope, route)
     except RunError as exc:
         yield _logged(bot, exc)
+
+
+def _waits(route: CompiledRoute | None) -> bool:
+    """Whether answering this route waits for a model."""
+    return isinstance(route, CompiledLLM) or isinstance(
+        getattr(route, "suggest", None), GenerateSuggestions
+    )
 
 
 def _logged(bot: CompiledBot, exc: RunError) -> Error:

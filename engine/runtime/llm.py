@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterator
 
 from ..compiled import CompiledLLM
-from ..protocol.events import Error, Event, KeepAlive, Replace, Suggest, Text
+from ..protocol.events import Error, Event, KeepAlive, Replace, Text
 from ..providers.base import Chunk
 from ..providers.relay import ModelFailure
 from .prompting import build_messages
 from .scope import Scope
-from .suggestions import generated, render_static
+from .suggestions import generated, render_static, suggest_events
 
 log = logging.getLogger("engine.runtime")
 
@@ -24,13 +24,15 @@ def run_llm(scope: Scope, route: CompiledLLM) -> Iterator[Event]:
         for item in scope.stream(route.chain, scope.model_call(system, messages)):
             if isinstance(item, Chunk):
                 answer = item.text if item.replace else answer + item.text
-                yield Replace(item.text) if item.replace else Text(item.text)
+                # Each chunk leaves the moment it arrives.
+                yield (
+                    Replace(item.text, flush=True) if item.replace else Text(item.text, flush=True)
+                )
             else:
                 yield KeepAlive()
     except ModelFailure as failure:
         log.error("bot %s: %s: %s", scope.bot.name, route.loc, failure.detail)
         yield Error(failure.user_text, allow_retry=failure.allow_retry)
         return
-    for suggestion in static:
-        yield Suggest(suggestion)
+    yield from suggest_events(static, route.suggest)
     yield from generated(scope, route.suggest, answer, messages)

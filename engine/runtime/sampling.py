@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from ..compiled import CompiledModel, Param
@@ -37,12 +38,15 @@ def _number(value: Param, context: dict[str, Any], name: str, bot_name: str) -> 
     if not text:
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
+        number = math.nan
+    if not math.isfinite(number):  # NaN would reach the API as invalid JSON, or crash int()
         log.warning(
             "bot %s: %s rendered to %r, not a number; using the default", bot_name, name, text
         )
         return None
+    return number
 
 
 def _clamp(value: float | None, low: float, high: float) -> float | None:

@@ -32,6 +32,14 @@ def render_static(scope: Scope, plan: Suggestions) -> list[str]:
     return [text for text in rendered if text]
 
 
+def suggest_events(static: list[str], plan: Suggestions) -> Iterator[Suggest]:
+    """The static suggestions; when a model will be asked for more, the last one flushes
+    what was gathered, so the user is not kept waiting for the answer."""
+    slow = isinstance(plan, GenerateSuggestions)
+    for index, text in enumerate(static):
+        yield Suggest(text, flush=slow and index == len(static) - 1)
+
+
 def generated(
     scope: Scope, plan: Suggestions, answer: str, messages: tuple[ChatMessage, ...]
 ) -> Iterator[Event]:

@@ -49,17 +49,16 @@ def create_app(
         log.warning("%s", warning)
     _check_keys(report.bots, settings)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["engine"] = EngineState(
+    state = EngineState(
         bots=report.bots,
         settings_bodies={
-            name: json.dumps(settings_response(bot)).encode()
-            for name, bot in report.bots.items()
+            name: json.dumps(settings_response(bot)).encode() for name, bot in report.bots.items()
         },
         settings=settings,
     )
+    app.extensions["engine"] = state
     app.register_blueprint(health.blueprint)
-    app.register_blueprint(poe.blueprint)
+    app.wsgi_app = poe.PoeEndpoint(app.wsgi_app, state)  # type: ignore[method-assign]
     return app
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
+
+from .poe import error, unknown_bot
 
 blueprint = Blueprint("health", __name__)
 
@@ -28,3 +30,17 @@ def index() -> dict[str, Any]:
 @blueprint.get("/healthz")
 def healthz() -> dict[str, Any]:
     return {"status": "ok", "bots": len(current_app.extensions["engine"].bots)}
+
+
+@blueprint.get("/<bot_name>")
+def describe(bot_name: str) -> Response:
+    """A browser check that the URL is right; Poe itself only POSTs."""
+    bots = current_app.extensions["engine"].bots
+    reply = (
+        unknown_bot(bot_name, bots)
+        if bot_name not in bots
+        else error(
+            405, f"bot '{bot_name}' is running; Poe talks to it with POST", {"Allow": "POST"}
+        )
+    )
+    return Response(reply.body, reply.status, reply.headers)

@@ -1,88 +1,132 @@
-"""`POST /<bot>`: auth, size limit, parse, run, encode. No bot logic lives here."""
+"""`POST /<bot>`: auth, size limit, parse, run, encode. No bot logic lives here.
+
+This endpoint is plain WSGI, mounted in front of the Flask app (`app.wsgi_app`), because
+it is the hot path: measured per FAQ turn, Flask's request and response objects cost more
+than the engine's whole answer (bench/README.md). Everything else (the bot list, health,
+browser checks) stays in Flask.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
 import logging
-from collections.abc import Iterator
-from typing import Any
-
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
 from ..protocol import jsonshape, sse
+from ..protocol.events import Event, KeepAlive
 from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
 from ..runtime import run
 
-blueprint = Blueprint("poe", __name__)
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from . import EngineState
+
 log = logging.getLogger("engine.web")
 
-
-def _error(status: int, message: str, **headers: str) -> Response:
-    body = json.dumps({"error": message})
-    return Response(body, status, headers, content_type="application/json")
-
-
-@blueprint.get("/<bot_name>")
-def describe(bot_name: str) -> Response:
-    """A browser check that the URL is right; Poe itself only POSTs."""
-    bot = current_app.extensions["engine"].bots.get(bot_name)
-    if bot is None:
-        return _unknown_bot(bot_name)
-    return _error(405, f"bot '{bot_name}' is running; Poe talks to it with POST", Allow="POST")
+JSON = "application/json"
+_REASONS = {
+    200: "OK",
+    400: "BAD REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT FOUND",
+    413: "REQUEST ENTITY TOO LARGE",
+    501: "NOT IMPLEMENTED",
+}
 
 
-@blueprint.post("/<bot_name>")
-def answer(bot_name: str) -> Response:
-    state = current_app.extensions["engine"]
-    bot: CompiledBot | None = state.bots.get(bot_name)
-    if bot is None:
-        return _unknown_bot(bot_name)
-    if bot.access_key is not None and not _authorized(bot.access_key):
-        log.warning("bot %s: refused a request with a missing or wrong access key", bot_name)
-        return _error(401, "missing or wrong access key", **{"WWW-Authenticate": "Bearer"})
-    try:
-        data = parse_body(request.get_data(cache=False))
-        kind = request_type(data)
-        return _dispatch(bot, kind, data, state.settings_bodies[bot_name])
-    except RequestEntityTooLarge:
-        log.warning("bot %s: refused a body over %d bytes", bot_name, request.max_content_length)
-        return _error(413, f"the request body is over {request.max_content_length} bytes")
-    except RequestError as exc:
-        log.warning("bot %s: bad request: %s", bot_name, exc.message)
-        return _error(exc.status, exc.message)
+class Reply:
+    """A status, headers and body iterable: what a WSGI handler hands back."""
+
+    def __init__(
+        self,
+        status: int,
+        body: Iterable[bytes],
+        content_type: str = JSON,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status, self.body = status, body
+        self.headers = [("Content-Type", content_type), *(headers or {}).items()]
+        if isinstance(body, list):
+            self.headers.append(("Content-Length", str(sum(map(len, body)))))
 
 
-def _dispatch(bot: CompiledBot, kind: str, data: dict[str, Any], settings: bytes) -> Response:
-    if kind == "query":
-        return _query(bot, data)
-    if kind == "settings":
-        return Response(settings, 200, content_type="application/json")
-    if kind in REPORT_TYPES:
-        _log_report(bot.name, kind, data)
-        return Response("{}", 200, content_type="application/json")
-    return _error(501, f"unsupported request type {kind!r}")
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+    """A JSON error body `{"error": message}` a bot creator can read."""
+    return Reply(status, [json.dumps({"error": message}).encode()], JSON, headers)
 
 
-def _query(bot: CompiledBot, data: dict[str, Any]) -> Response:
-    query = parse_query(data)
-    timing = RelayTiming(keepalive=current_app.extensions["engine"].settings.keepalive_seconds)
-    events = guarded(run(bot, query, timing=timing), bot.name)
-    if _wants_json():
-        return Response(
-            json.dumps(jsonshape.aggregate(events)), 200, content_type="application/json"
-        )
-    return Response(_encoded(events), 200, sse.HEADERS, content_type=sse.CONTENT_TYPE)
+class PoeEndpoint:
+    """Answers `POST /<bot>` for every loaded bot and passes anything else to Flask."""
+
+    def __init__(self, flask_app: WSGIApplication, state: EngineState) -> None:
+        self._next = flask_app
+        self._state = state
+        self._timing = RelayTiming(keepalive=state.settings.keepalive_seconds)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "POST" or path.count("/") != 1:
+            return self._next(environ, start_response)
+        reply = self.answer(path[1:], environ)
+        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", reply.headers)
+        return reply.body
+
+    def answer(self, name: str, environ: WSGIEnvironment) -> Reply:
+        bot = self._state.bots.get(name)
+        if bot is None:
+            return unknown_bot(name, self._state.bots)
+        if bot.access_key is not None and not _authorized(environ, bot.access_key):
+            log.warning("bot %s: refused a request with a missing or wrong access key", name)
+            return error(401, "missing or wrong access key", {"WWW-Authenticate": "Bearer"})
+        try:
+            data = parse_body(_read_body(environ, self._state.settings.max_body_bytes))
+            return self._dispatch(bot, request_type(data), data, environ)
+        except RequestError as exc:
+            kind = "bad request" if exc.status == 400 else "refused"
+            log.warning("bot %s: %s: %s", name, kind, exc.message)
+            return error(exc.status, exc.message)
+
+    def _dispatch(
+        self, bot: CompiledBot, kind: str, data: dict[str, Any], environ: WSGIEnvironment
+    ) -> Reply:
+        if kind == "query":
+            return self._query(bot, data, environ)
+        if kind == "settings":
+            return Reply(200, [self._state.settings_bodies[bot.name]])
+        if kind in REPORT_TYPES:
+            _log_report(bot.name, kind, data)
+            return Reply(200, [b"{}"])
+        return error(501, f"unsupported request type {kind!r}")
+
+    def _query(self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment) -> Reply:
+        events = guarded(run(bot, parse_query(data), timing=self._timing), bot.name)
+        if _wants_json(environ):
+            return Reply(200, [json.dumps(jsonshape.aggregate(events)).encode()])
+        return Reply(200, encoded(events), sse.CONTENT_TYPE, sse.HEADERS)
 
 
-def _encoded(events: Iterator[Any]) -> Iterator[bytes]:
+def encoded(events: Iterator[Event]) -> Iterator[bytes]:
+    """SSE bytes, written in as few pieces as the answer allows.
+
+    Events are gathered until the runtime marks one `flush` (it is about to wait for a
+    model) or sends a keep-alive: a rule-based answer leaves in one write, a model's
+    chunks each leave the moment they arrive.
+    """
+    pending: list[bytes] = []
     try:
         for event in events:
-            yield sse.encode(event)
+            pending.append(sse.encode(event))
+            if getattr(event, "flush", False) or isinstance(event, KeepAlive):
+                yield b"".join(pending)
+                pending.clear()
+        if pending:
+            yield b"".join(pending)
     finally:
         # The server closes us when the client goes away: stop the bot (and any model
         # call it is waiting on) now, not whenever the generator is garbage-collected.
@@ -91,13 +135,28 @@ def _encoded(events: Iterator[Any]) -> Iterator[bytes]:
             close()
 
 
-def _wants_json() -> bool:
-    accept = request.headers.get("Accept", "")
+def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
+    stream = environ["wsgi.input"]
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if declared:
+        if not declared.isdigit():
+            raise RequestError(f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(f"the request body is over {limit} bytes", 413)
+        return bytes(stream.read(int(declared)))
+    body = bytes(stream.read(limit + 1))  # chunked: the server ends the stream for us
+    if len(body) > limit:
+        raise RequestError(f"the request body is over {limit} bytes", 413)
+    return body
+
+
+def _wants_json(environ: WSGIEnvironment) -> bool:
+    accept = environ.get("HTTP_ACCEPT", "")
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-def _authorized(key: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+def _authorized(environ: WSGIEnvironment, key: str) -> bool:
+    scheme, _, given = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
     if scheme.lower() != "bearer":
         return False
     # Constant-time, so response timing reveals nothing about the key.
@@ -109,6 +168,6 @@ def _log_report(bot_name: str, kind: str, data: dict[str, Any]) -> None:
     log.info("bot %s: %s %s", bot_name, kind, json.dumps(detail)[:500])
 
 
-def _unknown_bot(bot_name: str) -> Response:
-    names = ", ".join(sorted(current_app.extensions["engine"].bots)) or "none"
-    return _error(404, f"no bot named {bot_name!r}; this server serves: {names}")
+def unknown_bot(name: str, bots: Mapping[str, CompiledBot]) -> Reply:
+    served = ", ".join(sorted(bots)) or "none"
+    return error(404, f"no bot named {name!r}; this server serves: {served}")
