@@ -55,6 +55,8 @@ class ModelCompiler:
                 f"calling the Poe bot {spec.bot} needs this bot's access key",
                 "set `access_key` and its variable; until then this model fails",
             )
+        if isinstance(spec, AnthropicModel):
+            self._warn_unsent_sampling(spec, loc)
         api_key = base_url = None
         if isinstance(spec, OpenAIModel | AnthropicModel):
             api_key = self._api_key(spec, loc)
@@ -83,6 +85,17 @@ class ModelCompiler:
                 "until it is, this model answers that the bot's model is not configured",
             )
         return value
+
+    def _warn_unsent_sampling(self, spec: AnthropicModel, loc: Loc) -> None:
+        """Anthropic's API (version 2026-10-21, which the anthropic SDK 2.x speaks) rejects
+        temperature and top_p, so the provider leaves them out."""
+        for name in ("temperature", "top_p"):
+            if getattr(spec, name) is not None:
+                self._warn(
+                    (*loc, name),
+                    f"Anthropic models no longer accept {name}; it is not sent",
+                    f"remove `{name}` (shape answers with the system prompt instead)",
+                )
 
     def _resolve(self, value: str | None, loc: Loc) -> str | None:
         """`${VAR}` to its value (warning when unset); any other text as written."""

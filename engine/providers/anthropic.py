@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..spec.models import AnthropicModel
-from .base import Chunk, ModelCall, missing_package
+from .base import Chunk, ModelCall, close_response, missing_package
 from .openai import classify
 
 # The messages API requires max_tokens; this is used when the bot sets none.
@@ -49,7 +49,7 @@ class AnthropicStream:
             raise classify(exc) from exc
 
     def close(self) -> None:
-        self._stream.close()
+        close_response(self._stream.response)
 
 
 @lru_cache(maxsize=64)
@@ -78,14 +78,12 @@ def _messages(call: ModelCall) -> list[dict[str, str]]:
 
 
 def _options(call: ModelCall) -> dict[str, Any]:
+    """temperature and top_p are not sent: the SDK (2.x, API version 2026-10-21) refuses
+    them with a TypeError and the API with a 400; the loader warns when a bot sets them."""
     sampling = call.sampling
     options: dict[str, Any] = {"max_tokens": sampling.max_tokens or DEFAULT_MAX_TOKENS}
     if call.system:
         options["system"] = call.system
-    if sampling.temperature is not None:
-        options["temperature"] = sampling.temperature
-    if sampling.top_p is not None:
-        options["top_p"] = sampling.top_p
     if sampling.stop:
         options["stop_sequences"] = list(sampling.stop)
     return options

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -95,3 +97,21 @@ def missing_package(package: str) -> ProviderError:
         retryable=False,
         configuration=True,
     )
+
+
+def close_response(response: Any) -> None:
+    """Close an httpx(2) streaming response so the upstream sees the connection end now.
+
+    The relay closes from another thread than the one reading, and on Linux `close()`
+    alone neither wakes a thread blocked reading the socket nor sends the FIN until that
+    read returns: the upstream would keep generating. Shutting the socket down does both.
+    A finished response's connection is back in the pool, possibly serving another
+    request, so only an unfinished one is shut down.
+    """
+    if not response.is_closed:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+    response.close()

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..spec.models import OpenAIModel
-from .base import Chunk, ModelCall, ProviderError, missing_package, status_error
+from .base import Chunk, ModelCall, ProviderError, close_response, missing_package, status_error
 
 
 def open_stream(
@@ -47,7 +47,7 @@ class OpenAIStream:
             raise classify(exc) from exc
 
     def close(self) -> None:
-        self._stream.close()
+        close_response(self._stream.response)
 
 
 @lru_cache(maxsize=64)
@@ -85,8 +85,8 @@ def classify(exc: Exception) -> ProviderError:
     """Map an SDK error (openai's or anthropic's, which share names) to a ProviderError."""
     status = getattr(exc, "status_code", None)
     name = type(exc).__module__.split(".")[0]
-    if isinstance(status, int):
+    if isinstance(status, int) and status >= 400:
         return status_error(name, status, getattr(exc, "message", exc))
-    if type(exc).__name__ in ("APITimeoutError", "APIConnectionError"):
-        return ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=True)
-    return ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=True)
+    # Timeouts, dropped connections, and errors sent inside a 200 stream (such as
+    # Anthropic's `overloaded_error` event): the request was fine, another try may work.
+    return ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=True, status=status)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ..spec.models import PoeModel
-from .base import Chunk, ModelCall, ProviderError, status_error
+from .base import Chunk, ModelCall, ProviderError, close_response, status_error
 
 PROTOCOL_VERSION = "1.2"
 
@@ -79,7 +79,7 @@ class PoeStream:
         return Chunk(str(payload.get("text", "")), replace=event == "replace_response")
 
     def close(self) -> None:
-        self._response.close()
+        close_response(self._response)
 
 
 def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:

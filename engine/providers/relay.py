@@ -41,6 +41,10 @@ class ModelFailure(Exception):
         self.user_text, self.detail, self.allow_retry = user_text, detail, allow_retry
 
 
+class TimedOut(ProviderError):
+    """A model used up its `timeout.total`: the next model gets the time, not a retry."""
+
+
 @dataclass(frozen=True)
 class RelayTiming:
     """Keep-alive interval and retry backoff, in seconds (tests shorten them)."""
@@ -76,8 +80,10 @@ def stream_chain(
                 log.warning("bot %s: %s (try %d): %s", bot_name, model.label, attempt + 1, exc)
                 if sent:
                     raise ModelFailure(BROKE_OFF, exc.detail, allow_retry=True) from exc
-                if not exc.retryable:
-                    break  # the next model may be configured; this one will not improve
+                if not exc.retryable or isinstance(exc, TimedOut):
+                    # The next model may be configured; this one will not improve, and
+                    # a retry after a total timeout would run past Poe's 600 s limit.
+                    break
                 if attempt < model.retries:
                     yield from _pause(min(timing.backoff * 2**attempt, timing.backoff_max), timing)
     raise _failure(last)
@@ -114,7 +120,7 @@ def _attempt(
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ProviderError(
+                raise TimedOut(
                     f"{model.label} timed out after {model.total_timeout:g} s", retryable=True
                 )
             try:
