@@ -128,3 +128,17 @@ class CompiledBot:
     param_defaults: dict[str, Any] = field(default_factory=dict)
     # Poe bots this bot calls, and how many calls one user message can make to each.
     dependencies: dict[str, int] = field(default_factory=dict)
+
+    def models(self) -> list[CompiledModel]:
+        """Every model any route can call, suggestion models included."""
+        return [model for route in self.routes for model in route_models(route)]
+
+
+def route_models(route: CompiledRoute) -> list[CompiledModel]:
+    """The models one message answered by this route may call: the answer's chain, then
+    the chain generating suggestions."""
+    found: list[CompiledModel] = list(route.chain) if isinstance(route, CompiledLLM) else []
+    suggest = getattr(route, "suggest", None)
+    if isinstance(suggest, GenerateSuggestions):
+        found += suggest.chain
+    return found

@@ -50,3 +50,32 @@ def test_refuses_invalid_settings_naming_the_variable() -> None:
     assert "LOG_LEVEL: got 'loud'; input should be 'debug', 'info', 'warning' or 'error'" in (
         result.stderr
     )
+
+
+def _imported_after_start(tmp_path: Path, bot: str) -> set[str]:
+    (tmp_path / "bot.yaml").write_text(bot, encoding="utf-8")
+    probe = (
+        "import sys; from engine.web import create_app; create_app(sys.argv[1], env={}); "
+        "print(' '.join(m for m in ('openai', 'anthropic', 'httpx') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_sdks_of_the_models_in_use_are_imported_at_start(tmp_path: Path) -> None:
+    # Importing an SDK takes up to a second: on first use it would stall a gevent worker.
+    bot = "model: {provider: openai, name: m, base_url: 'http://127.0.0.1:9/v1'}\n"
+    assert "openai" in _imported_after_start(tmp_path, bot + "routes: [{llm: {}}]\n")
+
+
+def test_sdks_no_bot_uses_are_not_imported(tmp_path: Path) -> None:
+    assert _imported_after_start(tmp_path, "routes: [{reply: hi}]\n").isdisjoint(
+        {"openai", "anthropic"}
+    )

@@ -122,6 +122,21 @@ def test_a_timeout_after_text_is_an_error_after_the_text(first: FakeLLM) -> None
     assert len(first.requests) == 1
 
 
+def test_the_whole_chain_stops_before_poes_answer_limit(
+    first: FakeLLM, second: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each model's own timeout fits, but together they would not: the chain's budget wins."""
+    first.default = hang()
+    second.script(chunks("too late"))
+    bot = llm_bot(model(first, timeout={"total": 5}), model(second))
+    started = time.monotonic()
+    events = list(answer(bot, timing=RelayTiming(keepalive=0.05, backoff=0, answer_limit=0.3)))
+    assert visible(events) == [Meta(), Error(USER_UNAVAILABLE, allow_retry=True), Done()]
+    assert time.monotonic() - started < 1.5
+    assert second.requests == []  # no time was left for it
+    assert "openai:gpt-a stopped: the answer's time budget ran out" in caplog.text
+
+
 # ---------------------------------------------------------------------------- retries
 
 
@@ -333,6 +348,10 @@ def test_a_client_leaving_while_the_upstream_is_silent_closes_it(second: FakeLLM
         Generator[Event, None, None], run(bot, request, timing=RelayTiming(keepalive=0.05))
     )
     assert next(events) == Meta()
+    # Keep-alives while the request reaches the upstream, which then stays silent.
+    deadline = time.monotonic() + 5.0
+    while not second.requests and time.monotonic() < deadline:
+        assert next(events) == KeepAlive()
     assert next(events) == KeepAlive()
     left = time.monotonic()
     events.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from ..compiled import Chain, CompiledLLM, CompiledModel, GenerateSuggestions, Param
+from ..compiled import Chain, CompiledModel, CompiledRoute, Param, route_models
 from ..errors import SpecError
 from ..spec._base import ENV_REF
 from ..spec.models import (
@@ -123,20 +123,13 @@ class ModelCompiler:
         )
 
 
-def dependencies(routes: tuple[object, ...]) -> dict[str, int]:
+def dependencies(routes: tuple[CompiledRoute, ...]) -> dict[str, int]:
     """Poe bots called, with the most calls one user message can make to each."""
     most: Counter[str] = Counter()
     for route in routes:
         calls: Counter[str] = Counter()
-        chains = []
-        if isinstance(route, CompiledLLM):
-            chains.append(route.chain)
-        suggest = getattr(route, "suggest", None)
-        if isinstance(suggest, GenerateSuggestions):
-            chains.append(suggest.chain)
-        for chain in chains:
-            for model in chain:
-                if isinstance(model.spec, PoeModel):
-                    calls[model.spec.bot] += model.retries + 1
+        for model in route_models(route):
+            if isinstance(model.spec, PoeModel):
+                calls[model.spec.bot] += model.retries + 1
         most |= calls  # Counter union keeps the maximum per bot
     return dict(sorted(most.items()))

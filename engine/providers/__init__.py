@@ -5,12 +5,24 @@ Each SDK is imported only when a model of its provider is first called.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterable
+
 from ..compiled import CompiledModel
 from ..spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
 from .base import ChunkStream, ModelCall, ProviderError
 from .scripted import ScriptedStream, reply_for_turn
 
-__all__ = ["ChunkStream", "ModelCall", "ProviderError", "open_stream"]
+__all__ = ["ChunkStream", "ModelCall", "ProviderError", "open_stream", "preload"]
+
+
+def preload(providers: Iterable[str]) -> None:
+    """Import the SDKs these providers need now, at start-up: importing one takes up to a
+    second, which on first use would stall every conversation of a gevent worker."""
+    modules = {"openai": "openai", "anthropic": "anthropic", "poe": "httpx"}
+    for provider in sorted(set(providers)):
+        if provider in modules:
+            importlib.import_module(modules[provider])
 
 
 def open_stream(model: CompiledModel, call: ModelCall) -> ChunkStream:

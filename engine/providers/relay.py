@@ -9,6 +9,7 @@ moment the Poe client goes away.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -52,6 +53,8 @@ class RelayTiming:
     keepalive: float = 10.0
     backoff: float = 0.5
     backoff_max: float = 4.0
+    # The whole chain's budget: Poe drops an answer after 600 s, so stop trying before.
+    answer_limit: float = 570.0
 
 
 _DONE = object()
@@ -66,12 +69,15 @@ def stream_chain(
 ) -> Iterator[Chunk | Tick]:
     """Chunks from the first model that answers; retries and fallback only before any text."""
     last: ProviderError | None = None
+    chain_deadline = time.monotonic() + timing.answer_limit
     for model in chain:
         call = build_call(model)
         for attempt in range(model.retries + 1):
+            if time.monotonic() >= chain_deadline:
+                raise _failure(last or TimedOut("no time left for another model", retryable=True))
             sent = False
             try:
-                for item in _attempt(model, call, opener, timing):
+                for item in _attempt(model, call, opener, timing, chain_deadline):
                     sent = sent or isinstance(item, Chunk)
                     yield item
                 return
@@ -106,7 +112,11 @@ def _pause(seconds: float, timing: RelayTiming) -> Iterator[Tick]:
 
 
 def _attempt(
-    model: CompiledModel, call: ModelCall, opener: Opener, timing: RelayTiming
+    model: CompiledModel,
+    call: ModelCall,
+    opener: Opener,
+    timing: RelayTiming,
+    chain_deadline: float = math.inf,
 ) -> Iterator[Chunk | Tick]:
     handover: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -115,14 +125,13 @@ def _attempt(
         target=_produce, args=(model, call, opener, handover, stop, holder), daemon=True
     )
     producer.start()
-    deadline = time.monotonic() + model.total_timeout
+    started = time.monotonic()
+    deadline = min(started + model.total_timeout, chain_deadline)
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimedOut(
-                    f"{model.label} timed out after {model.total_timeout:g} s", retryable=True
-                )
+                raise TimedOut(_timeout_detail(model, started, chain_deadline), retryable=True)
             try:
                 item = handover.get(timeout=min(timing.keepalive, left))
             except queue.Empty:
@@ -137,6 +146,12 @@ def _attempt(
         stop.set()
         if holder:
             holder[0].close()  # unblocks the producer and frees the upstream connection
+
+
+def _timeout_detail(model: CompiledModel, started: float, chain_deadline: float) -> str:
+    if started + model.total_timeout <= chain_deadline:
+        return f"{model.label} timed out after {model.total_timeout:g} s"
+    return f"{model.label} stopped: the answer's time budget ran out (Poe allows 600 s)"
 
 
 def _produce(

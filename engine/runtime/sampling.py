@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from ..compiled import CompiledModel, Param
+from ..errors import RunError
 from ..providers.base import Sampling
 
 log = logging.getLogger("engine.runtime")
@@ -34,7 +35,11 @@ def sampling_for(model: CompiledModel, context: dict[str, Any], bot_name: str) -
 def _number(value: Param, context: dict[str, Any], name: str, bot_name: str) -> float | None:
     if value is None or isinstance(value, int | float):
         return value
-    text = value.render(context).strip()
+    try:
+        text = value.render(context).strip()
+    except RunError as exc:  # e.g. a parameter the user's client never sent
+        log.warning("bot %s: %s: %s; using the default", bot_name, name, exc.detail)
+        return None
     if not text:
         return None
     try:

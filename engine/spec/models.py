@@ -23,7 +23,9 @@ class Timeouts(StrictModel):
 
 
 class _Model(StrictModel):
-    temperature: Number | None = Field(None, description="Sampling temperature; clamped.")
+    temperature: Number | None = Field(
+        None, description="Sampling temperature, clamped to what the provider accepts."
+    )
     max_tokens: Count | None = Field(None, description="Longest answer, in tokens.")
     top_p: Number | None = Field(None, description="Nucleus sampling, 0 to 1; clamped.")
     stop: list[str] | None = Field(None, max_length=4, description="Stop sequences.")
@@ -47,7 +49,7 @@ class OpenAIModel(_Model):
 
 
 class AnthropicModel(_Model):
-    """Anthropic's Claude models."""
+    """Anthropic's Claude models (current models take no `temperature` or `top_p`)."""
 
     provider: Literal["anthropic"] = Field(description="Provider.")
     name: str = Field(min_length=1, description="Model name, such as `claude-haiku-4-5`.")

@@ -14,6 +14,7 @@ from ..compiled import CompiledBot
 from ..errors import EngineError, SpecErrors
 from ..loader import load_paths
 from ..protocol.settings import settings_response
+from ..providers import preload
 from ..settings import Settings
 from . import health, poe
 
@@ -48,6 +49,7 @@ def create_app(
     for warning in report.warnings:
         log.warning("%s", warning)
     _check_keys(report.bots, settings)
+    preload(model.spec.provider for bot in report.bots.values() for model in bot.models())
     app = Flask(__name__)
     state = EngineState(
         bots=report.bots,
