@@ -23,6 +23,7 @@ from .protocol.events import Data, Error, Event, File, Meta, Replace, Suggest, T
 from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
 from .runtime import run
+from .template_cache import TemplateCache
 
 __all__ = [
     "BrokenBot",
@@ -86,7 +87,7 @@ def _load_existing(path: str, kind: str, folder: bool = False) -> LoadReport:
     found = Path(path)
     if not found.exists() or (folder and not found.is_dir()):
         raise UnknownBot(f"no such {kind}: {path}")
-    return load_paths([found])
+    return load_paths([found], cache=TemplateCache.from_env())
 
 
 def _by_name(report: LoadReport, name: str) -> CompiledBot | None:

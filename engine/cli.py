@@ -12,6 +12,7 @@ import click
 from . import schema as schema_file
 from .chat import BrokenBot, UnknownBot, find_bot, parse_param, run_chat
 from .loader import LoadReport, load_paths
+from .template_cache import TemplateCache
 from .testing import run_bot_tests
 
 DEFAULT_PATHS = ("bots",)
@@ -25,7 +26,7 @@ def _load(paths: Sequence[str]) -> LoadReport:
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
-    return load_paths(paths or DEFAULT_PATHS)
+    return load_paths(paths or DEFAULT_PATHS, cache=TemplateCache.from_env())
 
 
 def _print_problems(report: LoadReport) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -123,32 +123,35 @@ def _check_functions(source: str, node: dict[str, Any], seen: dict[str, int] | N
 def _check_call(source: str, node: dict[str, Any], seen: dict[str, int]) -> None:
     name, args = node["value"], node["children"]
     occurrence = seen[name] = seen.get(name, 0) + 1
-    offset = _call_offset(source, name, occurrence)
+
+    def offset() -> int:  # found only when there is an error to show: loading stays fast
+        return _call_offset(source, name, occurrence)
+
     if name not in _SIGNATURES:
         close = difflib.get_close_matches(name, FUNCTION_NAMES, n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
-        raise ExpressionError(f"unknown function '{name}'", offset, hint)
+        raise ExpressionError(f"unknown function '{name}'", offset(), hint)
     signature = _SIGNATURES[name]
     variadic = bool(signature) and signature[-1].get("variadic", False)
     if len(args) != len(signature) and not (variadic and len(args) >= len(signature)):
         raise ExpressionError(
             f"{name}() takes {len(signature)} argument{'s' * (len(signature) != 1)}, "
             f"got {len(args)}",
-            offset,
+            offset(),
         )
     if name == "regex" and args[1].get("type") == "literal":
         _check_regex_literal(source, args[1]["value"], offset)
 
 
-def _check_regex_literal(source: str, pattern: Any, offset: int) -> None:
+def _check_regex_literal(source: str, pattern: Any, offset: Callable[[], int]) -> None:
     if not isinstance(pattern, str):
-        raise ExpressionError("regex() needs its pattern as a string", offset)
+        raise ExpressionError("regex() needs its pattern as a string", offset())
     try:
-        re.compile(pattern)
+        _pattern(pattern)  # the same cache the runtime uses: compiled once, here
     except re.error as exc:
         raise ExpressionError(
             f"invalid regular expression {pattern!r}: {exc.msg}",
-            _pattern_offset(source, pattern, offset, exc.pos or 0),
+            _pattern_offset(source, pattern, offset(), exc.pos or 0),
         ) from None
 
 

@@ -6,6 +6,7 @@ import difflib
 import io
 import re
 from collections.abc import Iterable, Mapping
+from types import CodeType
 from typing import Any, Protocol
 
 import jinja2
@@ -15,6 +16,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import RunError, TemplateError
+from .template_cache import TemplateCache
 
 _MARKERS = ("{{", "{%", "{#")
 
@@ -67,7 +69,12 @@ _BROKEN = "Sorry, this bot could not build its answer. Its creator has been told
 class TemplateCompiler:
     """One sandboxed environment per bot, whose loader holds that bot's named prompts."""
 
-    def __init__(self, prompts: Mapping[str, str], context_names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        prompts: Mapping[str, str],
+        context_names: Iterable[str],
+        cache: TemplateCache | None = None,
+    ) -> None:
         self._env = ImmutableSandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
             loader=jinja2.DictLoader(dict(prompts)),
@@ -76,11 +83,28 @@ class TemplateCompiler:
         )
         self._prompt_names = sorted(prompts)
         self._context_names = sorted(context_names)
+        self._cache = cache
 
     def compile(self, source: str, loc: str = "template") -> Renderable:
         """Compile once at load; raises TemplateError with the offset of the problem."""
         if not any(marker in source for marker in _MARKERS):
             return PlainText(source)
+        key = None
+        if self._cache is not None:
+            key = self._cache.key(source, self._prompt_names, self._context_names)
+            cached = self._cache.load(key)
+            if cached is not None:  # compiled and checked before, with these very inputs
+                return JinjaTemplate(source, self._from_code(cached), loc)
+        code = self._compile_checked(source)
+        if key is not None and self._cache is not None:
+            self._cache.store(key, code)
+        return JinjaTemplate(source, self._from_code(code), loc)
+
+    def _from_code(self, code: CodeType) -> jinja2.Template:
+        return self._env.template_class.from_code(self._env, code, self._env.make_globals(None))
+
+    def _compile_checked(self, source: str) -> CodeType:
+        """Parse, check names, filters and includes, and generate the template's code."""
         try:
             tree = self._env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -101,9 +125,7 @@ class TemplateCompiler:
             raise TemplateError(f"invalid template: {message}", offset) from None
         self._check_names(source, tree, generator.undeclared)
         # What Environment.from_string(tree) does, minus its second code-generation pass.
-        code = compile(generator.output.getvalue(), "<template>", "exec")
-        compiled = self._env.template_class.from_code(self._env, code, self._env.make_globals(None))
-        return JinjaTemplate(source, compiled, loc)
+        return compile(generator.output.getvalue(), "<template>", "exec")
 
     def _check_filters(self, source: str, tree: nodes.Template) -> None:
         """Unknown filters and tests; Jinja itself defers those inside `if` to render time."""

@@ -14,6 +14,7 @@ from ..compiled import CompiledBot
 from ..errors import SourceSnippet, SpecError
 from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
+from ..template_cache import TemplateCache
 from .checker import check_sources
 from .compile import Compiler
 from .locate import loc_text, offset_position, position, real_loc
@@ -47,9 +48,16 @@ def _place(problem: SpecError) -> tuple[str, int, int]:
 
 
 def load_text(
-    text: str, file: str = "<string>", env: Mapping[str, str] | None = None
+    text: str,
+    file: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    cache: TemplateCache | None = None,
 ) -> tuple[CompiledBot | None, list[SpecError]]:
-    """Load one bot from YAML text; the bot is None when any error (not warning) was found."""
+    """Load one bot from YAML text; the bot is None when any error (not warning) was found.
+
+    `env` resolves `${VAR}` references (default: the process environment); `cache` keeps
+    compiled templates across loads (default: none).
+    """
     environ = os.environ if env is None else env
     try:
         document = parse(text)
@@ -61,7 +69,7 @@ def load_text(
         return None, problems + check_sources(document, file)
     name = spec.name or Path(file).stem
     key, key_var = _access_key(spec, document, file, environ, problems)
-    compiler = Compiler(spec, document, file)
+    compiler = Compiler(spec, document, file, cache)
     bot = compiler.compile(name, key, key_var, environ)
     problems += compiler.problems
     if any(not p.is_warning for p in problems):
@@ -173,7 +181,11 @@ def bot_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def load_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> LoadReport:
+def load_paths(
+    paths: Iterable[str | Path],
+    env: Mapping[str, str] | None = None,
+    cache: TemplateCache | None = None,
+) -> LoadReport:
     """Load every bot file, collecting all problems across files, duplicate names included."""
     report = LoadReport()
     defined_in: dict[str, str] = {}
@@ -185,7 +197,7 @@ def load_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None
         except (OSError, UnicodeDecodeError) as exc:
             report.problems.append(SpecError(f"cannot read the file: {exc}", shown))
             continue
-        bot, problems = load_text(text, shown, env)
+        bot, problems = load_text(text, shown, env, cache)
         report.problems += problems
         if bot is None:
             continue

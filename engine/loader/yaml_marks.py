@@ -16,6 +16,9 @@ except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 @dataclass(frozen=True)
 class Mark:
     """1-based position of a node, with the scalar style needed to place offsets inside it."""
@@ -77,6 +80,8 @@ class _Builder:
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
+        if node.tag == _STR:
+            return node.value  # most scalars are text: skip the constructor's dispatch
         return self._constructor.construct_object(node)
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
