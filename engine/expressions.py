@@ -139,7 +139,16 @@ def _check_call(source: str, node: dict[str, Any], seen: dict[str, int]) -> None
             f"got {len(args)}",
             offset(),
         )
-    if name == "regex" and args[1].get("type") == "literal":
+    if name == "regex":
+        if args[1].get("type") != "literal":
+            # Python's `re` has no time limit: a pattern chosen by a user (a parameter, a
+            # message) could backtrack for minutes and stall every conversation of a worker.
+            raise ExpressionError(
+                "regex() takes its pattern as a literal like '(?i)refund', "
+                "never from the conversation",
+                offset(),
+                "a pattern sent by a user could make the server hang",
+            )
         _check_regex_literal(source, args[1]["value"], offset)
 
 

@@ -479,7 +479,7 @@ def test_one_failing_bot_does_not_affect_another(
                 routes:
                   - if: "message == 'break'"
                     reply: "{{ history[7].content }}"
-                  - if: "regex(message, params.pattern)"
+                  - if: "starts_with(message, params.pattern)"
                     reply: matched
                   - reply: "fine: {{ message }}"
             """,
@@ -489,7 +489,7 @@ def test_one_failing_bot_does_not_affect_another(
     with caplog.at_level(logging.ERROR):
         broken = parse_sse(client.post("/fragile", json=query(user("break"))).data)
         bad_regex = parse_sse(
-            client.post("/fragile", json=query(user("x", parameters={"pattern": "(("}))).data
+            client.post("/fragile", json=query(user("x", parameters={"pattern": 5}))).data
         )
     for events in (broken, bad_regex):
         assert names(events) == ["meta", "error", "done"]
@@ -499,6 +499,6 @@ def test_one_failing_bot_does_not_affect_another(
     # The other bot, and the failing bot itself, answer their next requests normally.
     steady = parse_sse(client.post("/steady", json=query(user("still here"))).data)
     assert steady[1] == ("text", {"text": "open: still here"})
-    healthy = query(user("ok", parameters={"pattern": "^z"}))
+    healthy = query(user("ok", parameters={"pattern": "z"}))
     fragile = parse_sse(client.post("/fragile", json=healthy).data)
     assert fragile[1] == ("text", {"text": "fine: ok"})
