@@ -110,7 +110,7 @@ class TemplateCompiler:
         except jinja2.TemplateSyntaxError as exc:
             message = (exc.message or "").rstrip(".")
             raise TemplateError(
-                f"invalid template: {message}", _line_offset(source, exc.lineno)
+                f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
             ) from None
         self._check_filters(source, tree)
         generator = _NameRecordingGenerator(self._env)
@@ -122,7 +122,7 @@ class TemplateCompiler:
             offset = _line_offset(source, exc.lineno)
             if named and named.group(1) in source[offset:]:
                 offset = source.index(named.group(1), offset)
-            raise TemplateError(f"invalid template: {message}", offset) from None
+            raise TemplateError(f"invalid template: {_lower_first(message)}", offset) from None
         self._check_names(source, tree, generator.undeclared)
         # What Environment.from_string(tree) does, minus its second code-generation pass.
         return compile(generator.output.getvalue(), "<template>", "exec")
@@ -138,7 +138,7 @@ class TemplateCompiler:
             if node.name not in known:
                 start = _line_offset(source, node.lineno)
                 raise TemplateError(
-                    f"invalid template: No {kind} named '{node.name}'",
+                    f"invalid template: no {kind} named '{node.name}'",
                     max(source.find(node.name, start), start),
                     _did_you_mean(node.name, sorted(known)),
                 )
@@ -176,6 +176,11 @@ class _NameRecordingGenerator(CodeGenerator):
         for action, param in frame.symbols.loads.values():  # as meta.TrackingCodeGenerator
             if action == "resolve" and param not in self.environment.globals:
                 self.undeclared.add(param)
+
+
+def _lower_first(message: str) -> str:
+    """Jinja capitalises its messages; ours all start in lower case after the place."""
+    return message[:1].lower() + message[1:]
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str | None:

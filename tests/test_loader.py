@@ -402,7 +402,7 @@ def test_condition_errors_have_a_caret(condition: str, expected: str) -> None:
         ),
         (
             ["routes:", "  - reply: '{% if message %}yes'"],
-            "bot.yaml:2:13: routes[0].reply: invalid template: Unexpected end of template. "
+            "bot.yaml:2:13: routes[0].reply: invalid template: unexpected end of template. "
             "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. "
             "The innermost block that needs to be closed is 'if'\n"
             "    {% if message %}yes\n"
@@ -455,21 +455,21 @@ def test_condition_errors_have_a_caret(condition: str, expected: str) -> None:
         ),
         (
             ["routes:", "  - reply: 'Hi {{ message | uper }}'"],
-            "bot.yaml:2:29: routes[0].reply: invalid template: No filter named 'uper' "
+            "bot.yaml:2:29: routes[0].reply: invalid template: no filter named 'uper' "
             "(did you mean 'upper'?)\n"
             "    Hi {{ message | uper }}\n"
             "                    ^",
         ),
         (
             ["routes:", "  - reply: '{% if turn > 1 %}{{ message | uper }}{% endif %}'"],
-            "bot.yaml:2:43: routes[0].reply: invalid template: No filter named 'uper' "
+            "bot.yaml:2:43: routes[0].reply: invalid template: no filter named 'uper' "
             "(did you mean 'upper'?)\n"
             "    {% if turn > 1 %}{{ message | uper }}{% endif %}\n"
             "                                  ^",
         ),
         (
             ["routes:", "  - error: {text: '{{ message is fooo }}'}"],
-            "bot.yaml:2:34: routes[0].error.text: invalid template: No test named 'fooo'\n"
+            "bot.yaml:2:34: routes[0].error.text: invalid template: no test named 'fooo'\n"
             "    {{ message is fooo }}\n"
             "                  ^",
         ),

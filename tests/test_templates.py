@@ -10,7 +10,7 @@ from engine.errors import RunError, TemplateError
 from engine.spec.context import CONTEXT_NAMES
 from engine.templates import JinjaTemplate, PlainText, TemplateCompiler
 
-NO_UPER = "invalid template: No filter named 'uper'"
+NO_UPER = "invalid template: no filter named 'uper'"
 BROKEN = "Sorry, this bot could not build its answer. Its creator has been told."
 
 PROMPTS = {
@@ -252,18 +252,18 @@ def test_a_known_name_missing_from_the_context_fails_at_render(compiler: Templat
             11,
             None,
         ),
-        ("a\nb\n{% endif %}", "invalid template: Encountered unknown tag 'endif'", 4, None),
+        ("a\nb\n{% endif %}", "invalid template: encountered unknown tag 'endif'", 4, None),
         ("{{ message | uper }}", NO_UPER, 13, "did you mean 'upper'?"),
         ("x\n{{ message | uper }}", NO_UPER, 15, "did you mean 'upper'?"),
-        ("{{ message | zzzzz }}", "invalid template: No filter named 'zzzzz'", 13, None),
+        ("{{ message | zzzzz }}", "invalid template: no filter named 'zzzzz'", 13, None),
         # Jinja itself would only fail these when the branch runs; the engine fails at load.
         ("{% if turn %}{{ message | uper }}{% endif %}", NO_UPER, 26, "did you mean 'upper'?"),
         ("{{ message | uper if turn }}", NO_UPER, 13, "did you mean 'upper'?"),
         ("{% filter uper %}x{% endfilter %}", NO_UPER, 10, "did you mean 'upper'?"),
-        ("{% if message is fooo %}{% endif %}", "invalid template: No test named 'fooo'", 17, None),
+        ("{% if message is fooo %}{% endif %}", "invalid template: no test named 'fooo'", 17, None),
         (
             "{{ message is stringg }}",
-            "invalid template: No test named 'stringg'",
+            "invalid template: no test named 'stringg'",
             14,
             "did you mean 'string'?",
         ),
