@@ -12,16 +12,16 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from .compiled import CompiledBot
 from .errors import EngineError, SpecError
 from .loader import BOT_SUFFIXES, LoadReport, load_paths
-from .protocol.events import Data, Error, Event, File, Meta, Replace, Suggest, Text
+from .protocol.events import Error, Event, File, Replace, Text
 from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
+from .protocol.transcript import Transcript
 from .runtime import run
 from .template_cache import TemplateCache
 
@@ -191,28 +191,6 @@ class Terminal:
 # --- one answer --------------------------------------------------------------------------
 
 
-@dataclass
-class Answer:
-    """What one answer left behind: the text for the history, and what to offer next."""
-
-    text: str = ""
-    metadata: str | None = None
-    suggestions: list[str] = field(default_factory=list)
-    poe_suggests: bool = False
-
-    def absorb(self, event: Event) -> None:
-        if isinstance(event, Text):
-            self.text += event.text
-        elif isinstance(event, Replace):
-            self.text = event.text
-        elif isinstance(event, Suggest):
-            self.suggestions.append(event.text)
-        elif isinstance(event, Data):
-            self.metadata = event.metadata
-        elif isinstance(event, Meta):
-            self.poe_suggests = event.suggested_replies
-
-
 class AnswerView:
     """Shows an answer as its events arrive: text as it streams, the rest on its own lines."""
 
@@ -242,7 +220,7 @@ class AnswerView:
         self._terminal.write(label)
         self._shown = True
 
-    def finish(self, answer: Answer) -> None:
+    def finish(self, answer: Transcript) -> None:
         self._terminal.end_line()
         for number, suggestion in enumerate(answer.suggestions, start=1):
             self._terminal.write(f"  [{number}] {suggestion}\n")
@@ -298,14 +276,14 @@ class ChatSession:
             message_id=message.message_id,
         )
 
-    def send(self, text: str, terminal: Terminal) -> Answer:
+    def send(self, text: str, terminal: Terminal) -> Transcript:
         """Stream the bot's answer to the terminal, then keep it in the history."""
         request = self.request_for(text)
-        answer, view = Answer(), AnswerView(terminal, self.bot.name)
+        answer, view = Transcript(), AnswerView(terminal, self.bot.name)
         events = guarded(self._respond(self.bot, request), self.bot.name)
         try:
             for event in events:
-                answer.absorb(event)
+                answer.add(event)
                 view.show(event)
         finally:
             close = getattr(events, "close", None)

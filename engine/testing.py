@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from .compiled import CompiledBot, CompiledModel
-from .protocol.events import Data, Error, Event, Replace, Suggest, Text
+from .protocol.events import Error, Event
 from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
+from .protocol.transcript import Transcript
 from .providers import open_stream
 from .providers.base import ChunkStream, ModelCall, ProviderError
 from .providers.relay import RelayTiming
@@ -58,13 +59,9 @@ class ScriptedModels:
 
 
 @dataclass
-class Answer:
-    """What the user would see after one turn."""
+class Answer(Transcript):
+    """What the user would see after one turn, with every event and the prompt sent."""
 
-    text: str = ""
-    suggested: list[str] = field(default_factory=list)
-    error: Error | None = None
-    metadata: str | None = None
     events: list[Event] = field(default_factory=list)
     prompt: list[dict[str, str]] = field(default_factory=list)
     model_problems: list[str] = field(default_factory=list)
@@ -103,16 +100,7 @@ def answer(
     events = run(bot, request, now, opener=models, timing=TEST_TIMING)
     for event in guarded(events, bot.name):
         result.events.append(event)
-        if isinstance(event, Text):
-            result.text += event.text
-        elif isinstance(event, Replace):
-            result.text = event.text
-        elif isinstance(event, Suggest):
-            result.suggested.append(event.text)
-        elif isinstance(event, Error):
-            result.error = event
-        elif isinstance(event, Data):
-            result.metadata = event.metadata
+        result.add(event)
     result.prompt, result.model_problems = models.prompt(), models.problems
     return result
 
@@ -163,8 +151,8 @@ def check(expect: Expect, result: Answer) -> list[str]:
         failures.append(f"expected the answer {expect.equals!r}; got {text!r}")
     if expect.regex is not None and not re.search(expect.regex, text):
         failures.append(f"expected the answer to match /{expect.regex}/; got {text!r}")
-    if expect.suggested is not None and result.suggested != expect.suggested:
-        failures.append(f"expected suggested replies {expect.suggested}; got {result.suggested}")
+    if expect.suggested is not None and result.suggestions != expect.suggested:
+        failures.append(f"expected suggested replies {expect.suggested}; got {result.suggestions}")
     failures += _check_error(expect, result.error)
     failures += _check_prompt(expect, result.prompt)
     # A real model without a scripted reply fails like a missing key, so a fallback chain

@@ -5,31 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .events import Data, Error, Event, File, Replace, Suggest, Text
+from .events import Event
+from .transcript import Transcript
 
 
 def aggregate(events: Iterable[Event]) -> dict[str, Any]:
     """The whole answer at once: same events as the SSE stream, so both modes agree."""
-    text, suggestions, files = "", [], []
-    extra: dict[str, Any] = {}
-    for event in events:
-        if isinstance(event, Text):
-            text += event.text
-        elif isinstance(event, Replace):
-            text = event.text
-        elif isinstance(event, Suggest):
-            suggestions.append(event.text)
-        elif isinstance(event, File):
-            files.append(event.data())
-        elif isinstance(event, Data):
-            extra["metadata"] = event.metadata
-        elif isinstance(event, Error):
-            extra["error"] = event.data()
+    answer = Transcript.of(events)
     body: dict[str, Any] = {
-        "messages": [{"type": "message", "text": text}],
-        "suggested_replies": suggestions,
+        "messages": [{"type": "message", "text": answer.text}],
+        "suggested_replies": answer.suggestions,
         "isFinalResponse": True,
     }
-    if files:
-        body["files"] = files
-    return body | extra
+    if answer.files:
+        body["files"] = [file.data() for file in answer.files]
+    if answer.metadata is not None:
+        body["metadata"] = answer.metadata
+    if answer.error is not None:
+        body["error"] = answer.error.data()
+    return body

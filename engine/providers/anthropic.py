@@ -7,8 +7,8 @@ from functools import lru_cache
 from typing import Any
 
 from ..spec.models import AnthropicModel
-from .base import Chunk, ModelCall, close_response, missing_package
-from .openai import classify
+from .base import ModelCall
+from .sdk import SDKStream, sdk
 
 # The messages API requires max_tokens; this is used when the bot sets none.
 DEFAULT_MAX_TOKENS = 1024
@@ -16,46 +16,27 @@ DEFAULT_MAX_TOKENS = 1024
 
 def open_stream(
     spec: AnthropicModel, api_key: str | None, base_url: str | None, call: ModelCall
-) -> AnthropicStream:
+) -> SDKStream:
     """Start a streaming message; errors before the first chunk raise ProviderError."""
-    try:
-        import anthropic
-    except ImportError:  # pragma: no cover - it is in requirements.txt
-        raise missing_package("anthropic") from None
     client = _client(api_key, base_url, spec.timeout.connect, spec.timeout.total)
-    try:
-        stream = client.messages.create(
+
+    def create() -> Any:
+        return client.messages.create(
             model=spec.name, messages=_messages(call), stream=True, **_options(call)
         )
-    except anthropic.APIError as exc:
-        raise classify(exc) from exc
-    return AnthropicStream(stream)
+
+    return SDKStream("anthropic", create, _texts)
 
 
-class AnthropicStream:
-    """Text deltas of a messages stream."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[Chunk]:
-        import anthropic
-
-        try:
-            for event in self._stream:
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    yield Chunk(event.delta.text)
-        except anthropic.APIError as exc:
-            raise classify(exc) from exc
-
-    def close(self) -> None:
-        close_response(self._stream.response)
+def _texts(event: Any) -> Iterator[str]:
+    """The text of one messages-stream event, if it carries any."""
+    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+        yield event.delta.text
 
 
 @lru_cache(maxsize=64)
 def _client(api_key: str | None, base_url: str | None, connect: float, total: float) -> Any:
-    import anthropic
-
+    anthropic = sdk("anthropic")
     return anthropic.Anthropic(
         api_key=api_key or "missing",
         base_url=base_url,
