@@ -437,19 +437,23 @@ def problems_of(spec: dict[str, Any], env: dict[str, str]) -> tuple[CompiledBot 
 @pytest.mark.parametrize(
     ("model", "env", "expected"),
     [
-        ({"provider": "openai", "name": "g"}, {}, "environment variable OPENAI_API_KEY is not set"),
         (
-            {"provider": "anthropic", "name": "c"},
+            {"provider": "openai", "name": "gpt-4o-mini"},
+            {},
+            "environment variable OPENAI_API_KEY is not set",
+        ),
+        (
+            {"provider": "anthropic", "name": "claude-haiku-4-5"},
             {},
             "environment variable ANTHROPIC_API_KEY is not set",
         ),
         (
-            {"provider": "openai", "name": "g", "api_key": "${MY_KEY}"},
+            {"provider": "openai", "name": "gpt-4o-mini", "api_key": "${MY_KEY}"},
             {"OPENAI_API_KEY": "x"},
             "environment variable MY_KEY is not set",
         ),
         (
-            {"provider": "anthropic", "name": "c", "base_url": "${ANT_URL}"},
+            {"provider": "anthropic", "name": "claude-haiku-4-5", "base_url": "${ANT_URL}"},
             {"ANTHROPIC_API_KEY": "x"},
             "environment variable ANT_URL is not set",
         ),
@@ -459,7 +463,7 @@ def problems_of(spec: dict[str, Any], env: dict[str, str]) -> tuple[CompiledBot 
             "calling the Poe bot Other needs this bot's access key",
         ),
         (
-            {"provider": "anthropic", "name": "c", "temperature": 0.3},
+            {"provider": "anthropic", "name": "claude-haiku-4-5", "temperature": 0.3},
             {"ANTHROPIC_API_KEY": "x"},
             "Anthropic models no longer accept temperature; it is not sent",
         ),
@@ -476,10 +480,13 @@ def test_model_problems_that_leave_the_bot_usable_are_warnings(
 @pytest.mark.parametrize(
     ("model", "env"),
     [
-        ({"provider": "openai", "name": "g"}, {"OPENAI_API_KEY": "sk"}),
-        ({"provider": "openai", "name": "g"}, {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}),
-        ({"provider": "openai", "name": "g", "base_url": "http://127.0.0.1:1/v1"}, {}),
-        ({"provider": "anthropic", "name": "c", "api_key": "${A}"}, {"A": "sk"}),
+        ({"provider": "openai", "name": "gpt-4o-mini"}, {"OPENAI_API_KEY": "sk"}),
+        (
+            {"provider": "openai", "name": "gpt-4o-mini"},
+            {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"},
+        ),
+        ({"provider": "openai", "name": "gpt-4o-mini", "base_url": "http://127.0.0.1:1/v1"}, {}),
+        ({"provider": "anthropic", "name": "claude-haiku-4-5", "api_key": "${A}"}, {"A": "sk"}),
         ({"provider": "scripted", "replies": ["hi"]}, {}),
     ],
 )
@@ -488,6 +495,28 @@ def test_configured_models_load_without_warnings(
 ) -> None:
     bot, problems = problems_of({"model": model, "routes": [{"llm": {}}]}, env)
     assert bot is not None and problems == []
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            {"provider": "openai", "name": "gtp-4o"},
+            "warning: 'gtp-4o' is not a known openai model name",
+        ),
+        (
+            {"provider": "anthropic", "name": "cluade-haiku"},
+            "warning: 'cluade-haiku' is not a known anthropic model name",
+        ),
+    ],
+)
+def test_a_name_the_providers_api_does_not_serve_is_a_warning(
+    model: dict[str, Any], expected: str
+) -> None:
+    env = {"OPENAI_API_KEY": "sk", "ANTHROPIC_API_KEY": "sk"}
+    bot, problems = problems_of({"model": model, "routes": [{"llm": {}}]}, env)
+    assert bot is not None
+    assert problems == [expected]
 
 
 def test_resolved_keys_and_urls_reach_the_compiled_model() -> None:

@@ -20,6 +20,11 @@ from .checker import SourceChecker
 from .locate import loc_text, position
 from .yaml_marks import Loc, MarkedDocument
 
+# How the names of the models each provider's own API serves begin.
+MODEL_FAMILIES = {
+    "openai": ("gpt-", "chatgpt-", "o1", "o3", "o4", "codex-"),
+    "anthropic": ("claude-",),
+}
 # Where each SDK looks for its key when the model names none.
 DEFAULT_KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
@@ -61,6 +66,7 @@ class ModelCompiler:
         if isinstance(spec, OpenAIModel | AnthropicModel):
             api_key = self._api_key(spec, loc)
             base_url = self._resolve(spec.base_url, (*loc, "base_url"))
+            self._warn_unknown_name(spec, loc)
         return CompiledModel(
             spec,
             api_key=api_key,
@@ -69,6 +75,20 @@ class ModelCompiler:
             max_tokens=self._param(spec.max_tokens, (*loc, "max_tokens")),
             top_p=self._param(spec.top_p, (*loc, "top_p")),
         )
+
+    def _warn_unknown_name(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> None:
+        """A name the provider's own API does not serve is most likely a typo. Servers
+        given by `base_url` (or OPENAI_BASE_URL) serve names of their own: not checked."""
+        if spec.base_url or (spec.provider == "openai" and self._environ.get("OPENAI_BASE_URL")):
+            return
+        families = MODEL_FAMILIES[spec.provider]
+        if not spec.name.startswith(families):
+            self._warn(
+                (*loc, "name"),
+                f"{spec.name!r} is not a known {spec.provider} model name",
+                f"{spec.provider} model names start with {' or '.join(families)}; "
+                "until it is fixed, answers say the bot's model is not configured",
+            )
 
     def _api_key(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> str | None:
         if spec.api_key is not None:
