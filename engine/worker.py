@@ -12,6 +12,13 @@ keep-alive connections on one worker: p50 0.4 ms, p99 up to 2.2 s, max 6 s, wrk 
 
 The fix: after each answer, yield to the event loop before reading the connection's next
 request, so connections with a request waiting are served in turn.
+
+Second, accepting: with several workers gunicorn makes each accept one connection per turn
+of its event loop (`max_accept = 1`), to share one listening socket fairly. With
+`reuse_port` every worker has its own socket and the kernel has already chosen the worker,
+so that limit only slows a busy worker down: relaying 2,000 model streams, its accept queue
+drained at about 40 connections/s and p99 time to first byte reached 4-13 s in 10 of 36
+runs; with gevent's default (100) it was 0.6-1.6 s in all 29 runs (bench/README.md).
 """
 
 from __future__ import annotations
@@ -19,13 +26,34 @@ from __future__ import annotations
 from typing import Any
 
 import gevent
+from gevent.server import StreamServer
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 __all__ = ["FairGeventWorker"]
 
 
+class _OwnSocketServer(StreamServer):  # type: ignore[misc]
+    """A server on a socket no other worker accepts from: take every connection waiting."""
+
+    @property
+    def max_accept(self) -> int:
+        return StreamServer.max_accept  # type: ignore[no-any-return]  # gevent's default, 100
+
+    @max_accept.setter
+    def max_accept(self, value: int) -> None:
+        """Ignore gunicorn's `1`, meant for workers that share one socket."""
+
+
 class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """The stock gevent worker, yielding to the event loop between keep-alive requests."""
+
+    def run(self) -> None:
+        if self.cfg.reuse_port:
+            # gunicorn's run() builds its servers from this module global; this process
+            # is this worker's alone, so the swap reaches nothing else.
+            ggevent.StreamServer = _OwnSocketServer
+        super().run()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         handled = super().handle_request(listener_name, req, sock, addr)
