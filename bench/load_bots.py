@@ -27,6 +27,7 @@ from pathlib import Path
 from string import Template
 
 from engine.loader import load_paths
+from engine.template_cache import TemplateCache
 from engine.templates import Renderable, TemplateCompiler
 
 WORDS = [
@@ -223,6 +224,7 @@ def measure(count: int, profile: bool, trace: bool) -> dict[str, object]:
             result["first_error"] = str(report.errors[0])
         del report
         gc.collect()
+        result |= _with_cache(folder, env)
         if trace:  # slow (about 5x): a separate load, whose peak is what loading allocates
             tracemalloc.start()
             load_paths([folder], env)
@@ -238,6 +240,22 @@ def measure(count: int, profile: bool, trace: bool) -> dict[str, object]:
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
             result["profile"] = out.getvalue()
     return result
+
+
+def _with_cache(folder: Path, env: dict[str, str]) -> dict[str, object]:
+    """Cold (empty template cache) and warm (a restart, or `validate` run again) loads."""
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_dir:
+        cache = TemplateCache(Path(cache_dir))
+        timings = []
+        for _ in range(2):
+            start = time.perf_counter()
+            report = load_paths([folder], env, cache)
+            timings.append(time.perf_counter() - start)
+            assert not report.errors
+        return {
+            "cache_cold_seconds": round(timings[0], 3),
+            "cache_warm_seconds": round(timings[1], 3),
+        }
 
 
 @contextmanager

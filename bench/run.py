@@ -1,8 +1,8 @@
-"""Every benchmark in one bounded run (about 3 minutes): `python -m bench.run`.
+"""Every benchmark in one bounded run (about 4.5 minutes): `python -m bench.run [--only ...]`.
 
 Servers run pinned to core 0 with one worker; the load generator runs pinned to core 1.
 Prints Markdown tables (paste them into bench/README.md) and writes the raw numbers to
-bench/results/ (git-ignored).
+bench/results/ (git-ignored). `--only llm_streams,profile_relay` runs just those steps.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from . import llm_streams as llm
 from .procs import RESULTS, free_port, run_json, start_server, stop_server
 from .serve import ACCESS_KEY
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
+PACKAGES = ("gunicorn", "gevent", "flask", "fastapi-poe", "uvicorn", "openai")
 QUERY = {
     "version": "1.2",
     "type": "query",
@@ -168,7 +170,76 @@ def profile_turn(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["profile_turn"] = run_json(["-m", "bench.profile_turn"], cpus=CLIENT_CPU, timeout=120)
 
 
+def llm_streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """bench.llm_streams: it pins its own processes (relay core 0 or both, client core 1)."""
+    command = ["-m", "bench.llm_streams", "--streams", str(args.streams)]
+    results["llm_streams"] = run_json(command, cpus=None, timeout=240)
+
+
+def profile_relay(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["profile_relay"] = run_json(["-m", "bench.profile_relay"], cpus=CLIENT_CPU, timeout=60)
+
+
 def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines: list[str] = []
+    if all(key in results for key in "abcd"):
+        lines += _throughput_lines(results, args)
+    if "engine-ours" in results:
+        lines += _fairness_lines(results)
+    if "ceiling" in results and all(key in results for key in "abcd"):
+        top = results["ceiling"]
+        lines += [
+            "",
+            f"Load generator ceiling (raw asyncio server, no work): {top['rps']:,.0f} req/s at "
+            f"{top['client_cpu']:.0%} of its core — "
+            f"{top['rps'] / max(results[k]['rps'] for k in 'abcd'):.1f}× the fastest row above.",
+        ]
+    if "streams" in results:
+        s = results["streams"]
+        lines += [
+            "",
+            f"Streams (production config, 2 workers): {s['streams']:,} SSE streams of "
+            f"{s['stream_ideal_s']:g} s, {s['open_at_once']:,} open at once, "
+            f"{s['completed']:,} complete, errors {s['errors'] or 0}; connect p50/p99 "
+            f"{s['connect_p50_ms']}/{s['connect_p99_ms']} ms, TTFB p50/p99 "
+            f"{s['ttfb_p50_ms']}/{s['ttfb_p99_ms']} ms, stream p50/p99 "
+            f"{s['stream_p50_s']}/{s['stream_p99_s']} s, all done in {s['total_s']} s; "
+            f"per worker {s['per_worker']}.",
+        ]
+    if "load_bots" in results:
+        bots = results["load_bots"]
+        lines += [
+            "",
+            f"Loading {bots['bots']:,} bots ({bots['mb_of_yaml']} MB of YAML, "
+            f"{bots['jinja_templates']:,} Jinja templates): {bots['seconds']} s "
+            f"({bots['ms_per_bot']} ms/bot; Jinja compilation {bots['template_seconds']} s of "
+            f"it), max RSS {bots['max_rss_mb']} MB (+{bots['rss_growth_mb']} MB while loading), "
+            f"errors {bots['errors']}.",
+        ]
+    if "profile_turn" in results:
+        turn = results["profile_turn"]
+        cost = ", ".join(f"{name} {us:g} µs" for name, us in turn["us_per_request"].items())
+        areas = ", ".join(
+            f"{name} {pct:g}%" for name, pct in list(turn["engine_app_profile_percent"].items())[:6]
+        )
+        lines += [
+            "",
+            f"In-process cost per request (no sockets): {cost}.",
+            f"Engine app profile by package: {areas}.",
+        ]
+    if "llm_streams" in results:
+        lines += ["", "Model streaming (bench.llm_streams):", ""]
+        lines.append(llm.tables(results["llm_streams"]))
+    if "profile_relay" in results:
+        relay = results["profile_relay"]
+        cost = ", ".join(f"{name} {us:g} µs" for name, us in relay["us_per_chunk"].items())
+        lines += ["", f"CPU per relayed chunk, in-process (bench.profile_relay): {cost}."]
+    table = "\n".join(lines).strip("\n")
+    print(table)
+    return table
+
+
+def _throughput_lines(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
     base = results["a"]
     lines = [
         f"{args.connections} keep-alive connections, {args.duration:g} s per row after "
@@ -192,6 +263,12 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Targets: (c) ≥ 1.5× (a) req/s: **{c['rps'] / base['rps']:.2f}×**; "
         f"(c) ≥ 0.8× (b) req/s: **{c['rps'] / b['rps']:.2f}×**.",
+    ]
+    return lines
+
+
+def _fairness_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "Keep-alive fairness, before (gunicorn's `gevent` worker) and after "
         "(`engine.worker.FairGeventWorker`):",
@@ -210,46 +287,7 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| {row.get('wrk_p50_ms', '–')} | {row.get('wrk_p99_ms', '–')} "
                 f"| {row.get('wrk_timeouts', '–' if 'wrk_rps' not in row else 0)} |"
             )
-    top = results["ceiling"]
-    lines += [
-        "",
-        f"Load generator ceiling (raw asyncio server, no work): {top['rps']:,.0f} req/s at "
-        f"{top['client_cpu']:.0%} of its core — "
-        f"{top['rps'] / max(results[k]['rps'] for k in 'abcd'):.1f}× the fastest row above.",
-    ]
-    s = results["streams"]
-    lines += [
-        "",
-        f"Streams (production config, 2 workers): {s['streams']:,} SSE streams of "
-        f"{s['stream_ideal_s']:g} s, {s['open_at_once']:,} open at once, "
-        f"{s['completed']:,} complete, errors {s['errors'] or 0}; connect p50/p99 "
-        f"{s['connect_p50_ms']}/{s['connect_p99_ms']} ms, TTFB p50/p99 "
-        f"{s['ttfb_p50_ms']}/{s['ttfb_p99_ms']} ms, stream p50/p99 "
-        f"{s['stream_p50_s']}/{s['stream_p99_s']} s, all done in {s['total_s']} s; "
-        f"per worker {s['per_worker']}.",
-    ]
-    bots = results["load_bots"]
-    lines += [
-        "",
-        f"Loading {bots['bots']:,} bots ({bots['mb_of_yaml']} MB of YAML, "
-        f"{bots['jinja_templates']:,} Jinja templates): {bots['seconds']} s "
-        f"({bots['ms_per_bot']} ms/bot; Jinja compilation {bots['template_seconds']} s of it), "
-        f"max RSS {bots['max_rss_mb']} MB (+{bots['rss_growth_mb']} MB while loading), "
-        f"errors {bots['errors']}.",
-    ]
-    turn = results["profile_turn"]
-    cost = ", ".join(f"{name} {us:g} µs" for name, us in turn["us_per_request"].items())
-    areas = ", ".join(
-        f"{name} {pct:g}%" for name, pct in list(turn["engine_app_profile_percent"].items())[:6]
-    )
-    lines += [
-        "",
-        f"In-process cost per request (no sockets): {cost}.",
-        f"Engine app profile by package: {areas}.",
-    ]
-    table = "\n".join(lines)
-    print(table)
-    return table
+    return lines
 
 
 def main() -> None:
@@ -259,7 +297,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--bots", type=int, default=1000)
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated steps to run, of: {', '.join(STEPS)}"
+    )
     args = parser.parse_args()
+    only = [name for name in args.only.split(",") if name]
+    if unknown := [name for name in only if name not in STEPS]:
+        parser.error(f"unknown step {', '.join(unknown)}; steps: {', '.join(STEPS)}")
     # A SIGTERM (bench/run.sh's `timeout`) unwinds the `finally` blocks that stop servers.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
@@ -270,18 +314,12 @@ def main() -> None:
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
-            **{p: version(p) for p in ("gunicorn", "gevent", "flask", "fastapi-poe", "uvicorn")},
+            **{p: version(p) for p in PACKAGES},
         }
     }
-    steps: list[tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]]] = [
-        ("load generator ceiling", ceiling),
-        ("throughput table", throughput_table),
-        ("keep-alive fairness", fairness_table),
-        (f"{args.streams:,} streams", streams),
-        (f"load {args.bots:,} bots", load_bots),
-        ("where a FAQ turn's time goes", profile_turn),
-    ]
-    for name, step in steps:
+    for key, (name, step) in STEPS.items():
+        if only and key not in only:
+            continue
         print(f"[{time.monotonic() - started:5.0f} s] {name} ...", file=sys.stderr, flush=True)
         step(args, results)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -292,6 +330,18 @@ def main() -> None:
     (RESULTS / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
     (RESULTS / "latest.md").write_text(table + "\n")
     print(f"\nmachine: {json.dumps(results['machine'])}; total {results['seconds']} s")
+
+
+STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]]] = {
+    "ceiling": ("load generator ceiling", ceiling),
+    "throughput": ("throughput table", throughput_table),
+    "fairness": ("keep-alive fairness", fairness_table),
+    "streams": ("2,000 slow streams", streams),
+    "load_bots": ("load 1,000 bots", load_bots),
+    "profile_turn": ("where a FAQ turn's time goes", profile_turn),
+    "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
+    "profile_relay": ("where a relayed chunk's CPU goes", profile_relay),
+}
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
