@@ -214,7 +214,9 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{bots['jinja_templates']:,} Jinja templates): {bots['seconds']} s "
             f"({bots['ms_per_bot']} ms/bot; Jinja compilation {bots['template_seconds']} s of "
             f"it), max RSS {bots['max_rss_mb']} MB (+{bots['rss_growth_mb']} MB while loading), "
-            f"errors {bots['errors']}.",
+            f"errors {bots['errors']}. Through the template cache: "
+            f"{bots['cache_cold_seconds']} s empty (first start), "
+            f"{bots['cache_warm_seconds']} s warm (a restart, or `validate` run again).",
         ]
     if "profile_turn" in results:
         turn = results["profile_turn"]
