@@ -17,6 +17,8 @@ from engine.loader import load_text
 from engine.settings import Settings
 from engine.web import create_app
 
+from .fake_llm import FakeLLM
+
 REPO = Path(__file__).resolve().parent.parent
 BOTS_DIR = REPO / "bots"
 KEY = "K" * 32
@@ -46,6 +48,20 @@ def compile_bot(yaml_text: str, env: dict[str, str] | None = None) -> CompiledBo
     if bot is None:
         raise SpecErrors(errors)
     return bot
+
+
+@pytest.fixture
+def openai_api() -> Iterator[FakeLLM]:
+    """A local server speaking OpenAI's chat-completions streaming wire format."""
+    with FakeLLM("openai") as fake:
+        yield fake
+
+
+@pytest.fixture
+def anthropic_api() -> Iterator[FakeLLM]:
+    """A local server speaking Anthropic's messages streaming wire format."""
+    with FakeLLM("anthropic") as fake:
+        yield fake
 
 
 @pytest.fixture

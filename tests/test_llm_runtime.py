@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +63,6 @@ def sent(models: ScriptedModels, index: int = 0) -> list[dict[str, str]]:
     _, call = models.calls[index]
     system = [{"role": "system", "content": call.system}] if call.system else []
     return system + [{"role": m.role, "content": m.content} for m in call.messages]
-
-
-@pytest.fixture
-def openai_api() -> Iterator[FakeLLM]:
-    with FakeLLM("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
-def anthropic_api() -> Iterator[FakeLLM]:
-    with FakeLLM("anthropic") as fake:
-        yield fake
 
 
 # ---------------------------------------------------------------------------- the prompt

@@ -21,18 +21,6 @@ from engine.spec.models import AnthropicModel, OpenAIModel
 from .fake_llm import FakeLLM, Kind, Reply, chunks, status
 
 
-@pytest.fixture
-def openai_api() -> Iterator[FakeLLM]:
-    with FakeLLM("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
-def anthropic_api() -> Iterator[FakeLLM]:
-    with FakeLLM("anthropic") as fake:
-        yield fake
-
-
 def model_for(fake: FakeLLM, api_key: str | None = "sk-test", **fields: Any) -> CompiledModel:
     """A model of the fake's provider pointing at it; `fields` go into the spec."""
     spec: OpenAIModel | AnthropicModel
