@@ -26,6 +26,7 @@ class CompiledModel:
     temperature: Param = None
     max_tokens: Param = None
     top_p: Param = None
+    stop: tuple[Renderable, ...] = ()
 
     @property
     def label(self) -> str:

@@ -241,6 +241,23 @@ def test_a_sampling_template_that_fails_leaves_the_parameter_out(
     assert "temperature" not in request.body
 
 
+def test_stop_sequences_are_templates_rendered_per_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = {
+        "provider": "openai",
+        "name": "gpt-4o-mini",
+        "base_url": "http://127.0.0.1:9/v1",
+        "stop": ["END", "{{ params.marker }}", "{{ '' }}", "{{ params.missing.deeper }}"],
+    }
+    bot = bot_of({"model": model, "routes": [{"llm": {}}]})
+    route = bot.routes[0]
+    assert isinstance(route, CompiledLLM)
+    sampling = sampling_for(route.chain[0], {"params": {"marker": "###"}}, bot.name)
+    assert sampling.stop == ("END", "###")  # blank and failing ones are left out
+    assert "stop:" in caplog.text and "left out" in caplog.text
+
+
 def test_anthropic_temperature_is_clamped_to_1_and_not_sent(anthropic_api: FakeLLM) -> None:
     bot = sampling_bot({"provider": "anthropic", "name": "m", "base_url": anthropic_api.url})
     route = bot.routes[0]

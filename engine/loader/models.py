@@ -74,6 +74,10 @@ class ModelCompiler:
             temperature=self._param(spec.temperature, (*loc, "temperature")),
             max_tokens=self._param(spec.max_tokens, (*loc, "max_tokens")),
             top_p=self._param(spec.top_p, (*loc, "top_p")),
+            stop=tuple(
+                self._checker.template(text, (*loc, "stop", index))
+                for index, text in enumerate(spec.stop or ())
+            ),
         )
 
     def _warn_unknown_name(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> None:

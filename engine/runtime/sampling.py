@@ -9,6 +9,7 @@ from typing import Any
 from ..compiled import CompiledModel, Param
 from ..errors import RunError
 from ..providers.base import Sampling
+from ..templates import Renderable
 
 log = logging.getLogger("engine.runtime")
 
@@ -23,7 +24,8 @@ def sampling_for(model: CompiledModel, context: dict[str, Any], bot_name: str) -
     temperature = _number(model.temperature, context, "temperature", bot_name)
     top_p = _number(model.top_p, context, "top_p", bot_name)
     max_tokens = _number(model.max_tokens, context, "max_tokens", bot_name)
-    stop = getattr(model.spec, "stop", None) or ()
+    rendered = (_render(text, context, "stop", bot_name, "left out") for text in model.stop)
+    stop = [text for text in rendered if text]
     return Sampling(
         temperature=_clamp(temperature, 0.0, TEMPERATURE_MAX[provider]),
         top_p=_clamp(top_p, 0.0, 1.0),
@@ -32,14 +34,22 @@ def sampling_for(model: CompiledModel, context: dict[str, Any], bot_name: str) -
     )
 
 
+def _render(
+    template: Renderable, context: dict[str, Any], name: str, bot_name: str, fallback: str
+) -> str:
+    """The rendered text; "" when the template fails (a parameter the user's client never
+    sent, say), logged for the creator with what happens instead."""
+    try:
+        return template.render(context)
+    except RunError as exc:
+        log.warning("bot %s: %s: %s; %s", bot_name, name, exc.detail, fallback)
+        return ""
+
+
 def _number(value: Param, context: dict[str, Any], name: str, bot_name: str) -> float | None:
     if value is None or isinstance(value, int | float):
         return value
-    try:
-        text = value.render(context).strip()
-    except RunError as exc:  # e.g. a parameter the user's client never sent
-        log.warning("bot %s: %s: %s; using the default", bot_name, name, exc.detail)
-        return None
+    text = _render(value, context, name, bot_name, "using the default").strip()
     if not text:
         return None
     try:

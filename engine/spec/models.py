@@ -28,7 +28,9 @@ class _Model(StrictModel):
     )
     max_tokens: Count | None = Field(None, description="Longest answer, in tokens.")
     top_p: Number | None = Field(None, description="Nucleus sampling, 0 to 1; clamped.")
-    stop: list[str] | None = Field(None, max_length=4, description="Stop sequences.")
+    stop: list[Template] | None = Field(
+        None, max_length=4, description="Stop sequences (templates; blank ones are left out)."
+    )
     timeout: Timeouts = Field(default_factory=Timeouts, description="Connect and total limits.")
     retries: int = Field(
         2, ge=0, le=5, description="Extra tries on 429, 5xx or network errors, before any text."
