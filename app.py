@@ -1,14 +1,21 @@
 """Serve every bot in bots/ over the Poe protocol: `python app.py` (HOST, PORT from the env)."""
 
-import logging
-import sys
+# First, before anything imports ssl or socket: the app (and the model SDKs it preloads) is
+# built in this process and then forked into gevent workers, whose sockets, TLS included,
+# must all be cooperative.
+from gevent import monkey
 
-from pydantic import ValidationError
+monkey.patch_all()
 
-from engine.errors import EngineError
-from engine.server import Server
-from engine.settings import Settings, describe_invalid
-from engine.web import create_app
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from pydantic import ValidationError  # noqa: E402
+
+from engine.errors import EngineError  # noqa: E402
+from engine.server import Server  # noqa: E402
+from engine.settings import Settings, describe_invalid  # noqa: E402
+from engine.web import create_app  # noqa: E402
 
 if __name__ == "__main__":
     try:

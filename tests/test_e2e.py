@@ -340,3 +340,10 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     assert "Handling signal: term" in log
     assert "Shutting down: Master" in log
     assert "Traceback" not in log
+
+
+def test_workers_start_with_every_socket_cooperative(server: Server) -> None:
+    """The example bots use the openai and anthropic SDKs, which are imported (with ssl)
+    before the workers fork: gevent must have patched everything before that."""
+    wait_for(lambda: len(server.worker_pids()) == 2, "two workers")
+    assert "MonkeyPatchWarning" not in server.log()
