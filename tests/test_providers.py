@@ -254,7 +254,7 @@ def test_a_malformed_line_fails_after_the_text_received(api: FakeLLM) -> None:
     api.script(Reply(chunks=("ok",), malformed=True))
     stream = open_stream(model_for(api), call(("user", "hi")))
     got: list[str] = []
-    with pytest.raises(Exception):  # noqa: B017 - a JSON error from the SDK's SSE decoder
+    with pytest.raises(Exception):  # noqa: B017 - openai: ProviderError; anthropic: its SDK's JSON error
         for chunk in stream:
             got.append(chunk.text)
     assert got == ["ok"]

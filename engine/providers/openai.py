@@ -2,35 +2,80 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
 from ..spec.models import OpenAIModel
-from .base import ModelCall
-from .sdk import SDKStream, sdk
+from .base import Chunk, ModelCall, ProviderError, close_response
+from .sdk import classify, sdk
 
 
 def open_stream(
     spec: OpenAIModel, api_key: str | None, base_url: str | None, call: ModelCall
-) -> SDKStream:
+) -> ChatStream:
     """Start a streaming completion; errors before the first chunk raise ProviderError."""
     client = _client(api_key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
-        return client.chat.completions.create(
+        return client.chat.completions.with_streaming_response.create(
             model=spec.name, messages=_messages(call), stream=True, **_sampling(call)
         )
 
-    return SDKStream("openai", create, _texts)
+    return ChatStream(create)
 
 
-def _texts(event: Any) -> Iterator[str]:
-    """The text deltas of one chat-completions chunk."""
-    for choice in event.choices or ():
-        text = getattr(choice.delta, "content", None)
-        if text:
-            yield text
+class ChatStream:
+    """The text deltas of a chat-completions stream, read from its `data:` lines.
+
+    The SDK still builds, authenticates and sends the request and turns HTTP errors into
+    its exceptions; only the stream's events are read directly. Building the SDK's
+    pydantic model for every chunk costs about 166 µs against 9.5 µs for `json.loads`,
+    which made it most of the engine's CPU per relayed chunk (bench/README.md).
+    """
+
+    def __init__(self, create: Callable[[], Any]) -> None:
+        errors: type[Exception] = sdk("openai").APIError
+        try:
+            self._response = create().__enter__()
+        except errors as exc:
+            raise classify(exc) from exc
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for line in self._response.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, `event:` lines
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            yield from _chunks(_event(data))
+
+    def close(self) -> None:
+        close_response(self._response.http_response)
+
+
+def _event(data: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise ProviderError(
+            f"openai: invalid JSON in the stream: {data[:100]!r}", retryable=True
+        ) from None
+    if not isinstance(event, dict):
+        raise ProviderError(f"openai: unexpected stream event: {data[:100]!r}", retryable=True)
+    if event.get("error"):  # a server reporting a failure inside a 200 stream
+        raise ProviderError(
+            f"openai: error in the stream: {str(event['error'])[:300]}", retryable=True
+        )
+    return event
+
+
+def _chunks(event: dict[str, Any]) -> Iterator[Chunk]:
+    for choice in event.get("choices") or ():
+        text = ((choice or {}).get("delta") or {}).get("content")
+        if isinstance(text, str) and text:
+            yield Chunk(text)
 
 
 @lru_cache(maxsize=64)
