@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 from ..spec.models import AnthropicModel
 from .base import ModelCall
-from .sdk import SDKStream, sdk
+from .sdk import SDKStream, sdk_client
 
 # The messages API requires max_tokens; this is used when the bot sets none.
 DEFAULT_MAX_TOKENS = 1024
@@ -18,7 +17,7 @@ def open_stream(
     spec: AnthropicModel, api_key: str | None, base_url: str | None, call: ModelCall
 ) -> SDKStream:
     """Start a streaming message; errors before the first chunk raise ProviderError."""
-    client = _client(api_key, base_url, spec.timeout.connect, spec.timeout.total)
+    client = sdk_client("anthropic", api_key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
         return client.messages.create(
@@ -32,17 +31,6 @@ def _texts(event: Any) -> Iterator[str]:
     """The text of one messages-stream event, if it carries any."""
     if event.type == "content_block_delta" and event.delta.type == "text_delta":
         yield event.delta.text
-
-
-@lru_cache(maxsize=64)
-def _client(api_key: str | None, base_url: str | None, connect: float, total: float) -> Any:
-    anthropic = sdk("anthropic")
-    return anthropic.Anthropic(
-        api_key=api_key or "missing",
-        base_url=base_url,
-        timeout=anthropic.Timeout(total, connect=connect),
-        max_retries=0,
-    )
 
 
 def _messages(call: ModelCall) -> list[dict[str, str]]:

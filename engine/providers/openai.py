@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from typing import Any
 
 from ..spec.models import OpenAIModel
 from .base import Chunk, ModelCall, ProviderError, close_response
-from .sdk import classify, sdk
+from .sdk import classify, sdk, sdk_client
 
 
 def open_stream(
     spec: OpenAIModel, api_key: str | None, base_url: str | None, call: ModelCall
 ) -> ChatStream:
     """Start a streaming completion; errors before the first chunk raise ProviderError."""
-    client = _client(api_key, base_url, spec.timeout.connect, spec.timeout.total)
+    client = sdk_client("openai", api_key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
         return client.chat.completions.with_streaming_response.create(
@@ -76,18 +75,6 @@ def _chunks(event: dict[str, Any]) -> Iterator[Chunk]:
         text = ((choice or {}).get("delta") or {}).get("content")
         if isinstance(text, str) and text:
             yield Chunk(text)
-
-
-@lru_cache(maxsize=64)
-def _client(api_key: str | None, base_url: str | None, connect: float, total: float) -> Any:
-    """One client (and connection pool) per configuration, shared by all requests."""
-    openai = sdk("openai")
-    return openai.OpenAI(
-        api_key=api_key or "missing",
-        base_url=base_url,
-        timeout=openai.Timeout(total, connect=connect),
-        max_retries=0,  # the engine retries, and only before the first chunk
-    )
 
 
 def _messages(call: ModelCall) -> list[dict[str, str]]:

@@ -1,10 +1,11 @@
-"""What the official openai and anthropic SDKs share: starting a stream, reading its text,
-closing it, and turning their errors (which have the same names in both) into ours."""
+"""What the official openai and anthropic SDKs share: their clients, reading a stream's
+text, closing it, and turning their errors (which have the same names in both) into ours."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from .base import Chunk, ProviderError, close_response, missing_package, status_error
@@ -16,6 +17,24 @@ def sdk(package: str) -> Any:
         return importlib.import_module(package)
     except ImportError:  # pragma: no cover - both are in requirements.txt
         raise missing_package(package) from None
+
+
+# The client class of each SDK; both take the same arguments.
+CLIENTS = {"openai": "OpenAI", "anthropic": "Anthropic"}
+
+
+@lru_cache(maxsize=64)
+def sdk_client(
+    package: str, api_key: str | None, base_url: str | None, connect: float, total: float
+) -> Any:
+    """One client (and connection pool) per configuration, shared by all requests."""
+    module = sdk(package)
+    return getattr(module, CLIENTS[package])(
+        api_key=api_key or "missing",
+        base_url=base_url,
+        timeout=module.Timeout(total, connect=connect),
+        max_retries=0,  # the engine retries, and only before the first chunk
+    )
 
 
 class SDKStream:
