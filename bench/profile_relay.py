@@ -164,7 +164,7 @@ def main() -> None:
     )
     raw_client = http_client()
     # The engine's provider with its client swapped for one on the in-memory transport.
-    engine_openai._client = lambda *args: sdk_client  # type: ignore[assignment]
+    engine_openai.sdk_client = lambda *args: sdk_client  # type: ignore[attr-defined,assignment]
     with tempfile.TemporaryDirectory() as folder:
         env = {"BENCH_KEY": UPSTREAM_KEY, "BENCH_ACCESS_KEY": "k"}
         bot = load_paths([llm_bot_dir(1, Path(folder))], env).bots["relay"]
