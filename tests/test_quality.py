@@ -17,7 +17,7 @@ SOURCES = ["engine", "tests", "bench", "app.py"]
     [
         ["ruff", "check", *SOURCES],
         ["ruff", "format", "--check", *SOURCES],
-        ["mypy"],  # strict, over engine/ (pyproject.toml)
+        ["mypy"],  # strict, over engine/ and bench/ (pyproject.toml)
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )
