@@ -23,7 +23,6 @@ from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
 from .protocol.transcript import Transcript
 from .runtime import run
-from .template_cache import TemplateCache
 
 __all__ = [
     "BrokenBot",
@@ -87,7 +86,7 @@ def _load_existing(path: str, kind: str, folder: bool = False) -> LoadReport:
     found = Path(path)
     if not found.exists() or (folder and not found.is_dir()):
         raise UnknownBot(f"no such {kind}: {path}")
-    return load_paths([found], cache=TemplateCache.from_env())
+    return load_paths([found])
 
 
 def _by_name(report: LoadReport, name: str) -> CompiledBot | None:

@@ -12,7 +12,6 @@ import click
 from . import schema as schema_file
 from .chat import BrokenBot, UnknownBot, find_bot, parse_param, run_chat
 from .loader import LoadReport, load_paths
-from .template_cache import TemplateCache
 from .testing import run_bot_tests
 
 DEFAULT_PATHS = ("bots",)
@@ -22,11 +21,19 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _load(paths: Sequence[str]) -> LoadReport:
+def _load(paths: Sequence[str], jobs: int | None) -> LoadReport:
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
-    return load_paths(paths or DEFAULT_PATHS, cache=TemplateCache.from_env())
+    return load_paths(paths or DEFAULT_PATHS, jobs=jobs)
+
+
+JOBS = click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Processes loading the files; default: one per 10 files, at most one per core.",
+)
 
 
 def _print_problems(report: LoadReport) -> None:
@@ -48,9 +55,10 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1)
-def validate(paths: tuple[str, ...]) -> None:
+@JOBS
+def validate(paths: tuple[str, ...], jobs: int | None) -> None:
     """Check bot files and print every problem as file:line:column: place: message."""
-    report = _load(paths)
+    report = _load(paths, jobs)
     _print_problems(report)
     click.echo(_summary(report))
     sys.exit(1 if report.errors else 0)
@@ -58,9 +66,10 @@ def validate(paths: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1)
-def test(paths: tuple[str, ...]) -> None:
+@JOBS
+def test(paths: tuple[str, ...], jobs: int | None) -> None:
     """Run the conversations in each bot's `tests:` block; exit 1 on any failure."""
-    report = _load(paths)
+    report = _load(paths, jobs)
     if report.errors:
         _print_problems(report)
         click.echo(f"cannot run tests: {_plural(len(report.errors), 'error')} in the bot files")

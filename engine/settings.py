@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(
         2, ge=1, description="Worker processes, one per core by default (WEB_CONCURRENCY)."
     )
+    load_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="Processes loading the bots at start (LOAD_JOBS); default: one per 10 "
+        "files, at most one per core.",
+    )
     worker_connections: int = Field(
         10_000, ge=1, description="Open connections per worker (WORKER_CONNECTIONS)."
     )

@@ -1,22 +1,18 @@
-"""Sandboxed Jinja templates over the context document, compiled once per bot."""
+"""Sandboxed Jinja templates over the context document: checked at load, compiled once."""
 
 from __future__ import annotations
 
 import difflib
-import io
-import re
 from collections.abc import Iterable, Mapping
-from types import CodeType
 from typing import Any, Protocol
 
 import jinja2
-from jinja2 import meta, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import RunError, TemplateError
-from .template_cache import TemplateCache
+from .template_scope import usage
 
 _MARKERS = ("{{", "{%", "{#")
 
@@ -43,24 +39,47 @@ class PlainText:
 
 
 class JinjaTemplate:
-    """A compiled Jinja template; render errors become RunError with the template named."""
+    """A checked Jinja template, its Python code generated at the first render.
 
-    __slots__ = ("_template", "loc", "source")
+    Loading checks everything that can fail (see `TemplateCompiler.compile`); generating
+    and compiling the code is most of the cost, so a bots folder loads fast and each
+    template pays it once per process, when it is first needed. Render errors become
+    RunError with the template named.
+    """
 
-    def __init__(self, source: str, template: jinja2.Template, loc: str) -> None:
+    __slots__ = ("_compiler", "_template", "loc", "source")
+
+    def __init__(
+        self,
+        source: str,
+        loc: str,
+        compiler: TemplateCompiler,
+        template: jinja2.Template | None = None,
+    ) -> None:
         self.source = source
-        self._template = template
         self.loc = loc
+        self._compiler = compiler
+        self._template = template
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:
-            return self._template.render(context)
+            return self.prepare().render(context)
         except SecurityError as exc:
             raise RunError(_BROKEN, f"{self.loc}: template refused by the sandbox: {exc}") from exc
         except jinja2.TemplateError as exc:
             raise RunError(_BROKEN, f"{self.loc}: template failed: {exc}") from exc
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
             raise RunError(_BROKEN, f"{self.loc}: template failed: {exc!r}") from exc
+
+    def prepare(self) -> jinja2.Template:
+        """The compiled template, its code generated and compiled on the first call."""
+        if self._template is None:
+            self._template = self._compiler.build(self.source)
+        return self._template
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a bots folder loaded in parallel) without its code, built again lazily."""
+        return JinjaTemplate, (self.source, self.loc, self._compiler)
 
 
 _BROKEN = "Sorry, this bot could not build its answer. Its creator has been told."
@@ -73,38 +92,37 @@ class TemplateCompiler:
         self,
         prompts: Mapping[str, str],
         context_names: Iterable[str],
-        cache: TemplateCache | None = None,
     ) -> None:
+        self._prompts = dict(prompts)
         self._env = ImmutableSandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
-            loader=jinja2.DictLoader(dict(prompts)),
+            loader=jinja2.DictLoader(self._prompts),
             autoescape=False,
             keep_trailing_newline=False,
         )
         self._prompt_names = sorted(prompts)
         self._context_names = sorted(context_names)
-        self._cache = cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TemplateCompiler, (self._prompts, self._context_names)
 
     def compile(self, source: str, loc: str = "template") -> Renderable:
-        """Compile once at load; raises TemplateError with the offset of the problem."""
+        """Check a template at load; raises TemplateError with the offset of the problem.
+
+        Syntax, variable names, filters, tests and included prompts are all checked here;
+        the Python code is generated at the first render.
+        """
         if not any(marker in source for marker in _MARKERS):
             return PlainText(source)
-        key = None
-        if self._cache is not None:
-            key = self._cache.key(source, self._prompt_names, self._context_names)
-            cached = self._cache.load(key)
-            if cached is not None:  # compiled and checked before, with these very inputs
-                return JinjaTemplate(source, self._from_code(cached), loc)
-        code = self._compile_checked(source)
-        if key is not None and self._cache is not None:
-            self._cache.store(key, code)
-        return JinjaTemplate(source, self._from_code(code), loc)
+        self._check(source)
+        return JinjaTemplate(source, loc, self)
 
-    def _from_code(self, code: CodeType) -> jinja2.Template:
-        return self._env.template_class.from_code(self._env, code, self._env.make_globals(None))
+    def build(self, source: str) -> jinja2.Template:
+        """The template of a checked source, its code generated and compiled now."""
+        return self._env.from_string(source)
 
-    def _compile_checked(self, source: str) -> CodeType:
-        """Parse, check names, filters and includes, and generate the template's code."""
+    def _check(self, source: str) -> None:
+        """Parse, then check names, filters, tests and includes, as generating code would."""
         try:
             tree = self._env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -112,24 +130,20 @@ class TemplateCompiler:
             raise TemplateError(
                 f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
             ) from None
-        self._check_filters(source, tree)
-        generator = _NameRecordingGenerator(self._env)
         try:
-            generator.visit(tree)
-        except jinja2.TemplateSyntaxError as exc:  # unknown filters and tests land here
+            used = usage(tree)
+        except jinja2.TemplateAssertionError as exc:
             message = (exc.message or "").rstrip(".")
-            named = re.search(r"'([^']+)'", message)
-            offset = _line_offset(source, exc.lineno)
-            if named and named.group(1) in source[offset:]:
-                offset = source.index(named.group(1), offset)
-            raise TemplateError(f"invalid template: {_lower_first(message)}", offset) from None
-        self._check_names(source, tree, generator.undeclared)
-        # What Environment.from_string(tree) does, minus its second code-generation pass.
-        return compile(generator.output.getvalue(), "<template>", "exec")
+            raise TemplateError(
+                f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
+            ) from None
+        self._check_filters(source, used.filters)
+        self._check_names(source, used.reads - self._env.globals.keys())
+        self._check_includes(source, used.references)
 
-    def _check_filters(self, source: str, tree: nodes.Template) -> None:
+    def _check_filters(self, source: str, used: list[nodes.Filter | nodes.Test]) -> None:
         """Unknown filters and tests; Jinja itself defers those inside `if` to render time."""
-        for node in tree.find_all((nodes.Filter, nodes.Test)):
+        for node in used:
             kind, known = (
                 ("filter", self._env.filters)
                 if isinstance(node, nodes.Filter)
@@ -143,39 +157,21 @@ class TemplateCompiler:
                     _did_you_mean(node.name, sorted(known)),
                 )
 
-    def _check_names(self, source: str, tree: nodes.Template, undeclared: set[str]) -> None:
-        for name in sorted(undeclared):
+    def _check_names(self, source: str, reads: set[str]) -> None:
+        for name in sorted(reads):
             if name not in self._context_names:
                 raise TemplateError(
                     f"unknown variable '{name}'",
                     _find(source, name),
                     _did_you_mean(name, self._context_names),
                 )
-        for included in meta.find_referenced_templates(tree):
+
+    def _check_includes(self, source: str, references: list[str | None]) -> None:
+        for included in references:
             if included is not None and included not in self._prompt_names:
                 known = ", ".join(self._prompt_names) or "none are defined"
                 hint = _did_you_mean(included, self._prompt_names) or f"prompts: {known}"
                 raise TemplateError(f"unknown prompt '{included}'", _find(source, included), hint)
-
-
-class _NameRecordingGenerator(CodeGenerator):
-    """Jinja's code generator, also noting the names a template reads from the context.
-
-    `jinja2.meta.find_undeclared_variables` runs a second, output-less code generator to find
-    them; recording them while generating the real code gives the same set in one pass, which
-    is about a quarter of the time to load a bot.
-    """
-
-    def __init__(self, environment: jinja2.Environment) -> None:
-        self.output = io.StringIO()
-        super().__init__(environment, None, None, self.output, optimized=environment.optimized)
-        self.undeclared: set[str] = set()
-
-    def enter_frame(self, frame: Frame) -> None:
-        super().enter_frame(frame)
-        for action, param in frame.symbols.loads.values():  # as meta.TrackingCodeGenerator
-            if action == "resolve" and param not in self.environment.globals:
-                self.undeclared.add(param)
 
 
 def _lower_first(message: str) -> str:

@@ -35,9 +35,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's own HOST, PORT or keys."""
     for name in ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
-    # Every load compiles its templates afresh (servers started by tests inherit this);
-    # tests/test_template_cache.py turns the cache on where it is the subject.
-    monkeypatch.setenv("ENGINE_CACHE_DIR", "off")
     yield
 
 

@@ -92,10 +92,13 @@ def test_validate_a_single_file(bots_dir: Folder) -> None:
     assert (result.exit_code, lines(result)) == (0, ["1 file: 0 errors, 0 warnings"])
 
 
-def test_validate_prints_every_problem_sorted_and_exits_1(bots_dir: Folder) -> None:
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"], ["-j", "3"]])
+def test_validate_prints_every_problem_sorted_and_exits_1(
+    bots_dir: Folder, jobs: list[str]
+) -> None:
     folder = bots_dir({"c.yaml": UNREACHABLE, "a.yaml": BROKEN, "b.yaml": WARNING_ONLY})
     a, b, c = (folder / name for name in ("a.yaml", "b.yaml", "c.yaml"))
-    result = run("validate", str(folder))
+    result = run("validate", *jobs, str(folder))
     assert result.exit_code == 1
     assert lines(result) == [
         f"{a}:1:1: nmae: unknown key 'nmae' (did you mean 'name'?)",
@@ -210,11 +213,18 @@ def test_test_refuses_to_run_with_spec_errors(bots_dir: Folder) -> None:
     ]
 
 
-def test_test_the_example_bots() -> None:
-    result = run("test", str(BOTS_DIR))
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
+def test_test_the_example_bots(jobs: list[str]) -> None:
+    result = run("test", *jobs, str(BOTS_DIR))
     assert result.exit_code == 0, result.stdout
     assert lines(result)[-1].endswith(" passed, 0 failed")
     assert not any(line.startswith("FAIL") for line in lines(result))
+
+
+def test_jobs_must_be_positive() -> None:
+    result = run("validate", "--jobs", "0", str(BOTS_DIR))
+    assert result.exit_code == 2
+    assert "Invalid value for '--jobs' / '-j': 0 is not in the range x>=1." in result.output
 
 
 # --- schema ------------------------------------------------------------------------------

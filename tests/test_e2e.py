@@ -28,10 +28,13 @@ Message = poe_types.ProtocolMessage
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("e2e") / "server.log", workers=2)
+    # LOAD_JOBS=2: the bots every test here talks to were loaded by two processes, one of
+    # them forked from the gevent-patched master, and sent back pickled.
+    running = Server(tmp_path_factory.mktemp("e2e") / "server.log", workers=2, LOAD_JOBS="2")
     yield running
     code = running.stop()
     assert code == 0, running.log()
+    assert "loading process failed" not in running.log()
 
 
 @contextlib.contextmanager

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
+import jinja2
 import pytest
 
 from engine.errors import RunError, TemplateError
@@ -253,6 +255,19 @@ def test_a_known_name_missing_from_the_context_fails_at_render(compiler: Templat
             None,
         ),
         ("a\nb\n{% endif %}", "invalid template: encountered unknown tag 'endif'", 4, None),
+        # Jinja itself finds these only when it generates code; the engine at load.
+        (
+            "{% for loop in history %}{% endfor %}",
+            "invalid template: can't assign to special loop variable in for-loop target",
+            0,
+            None,
+        ),
+        (
+            "x\n{% block a %}{% endblock %}{% block a %}{% endblock %}",
+            "invalid template: block 'a' defined twice",
+            2,
+            None,
+        ),
         ("{{ message | uper }}", NO_UPER, 13, "did you mean 'upper'?"),
         ("x\n{{ message | uper }}", NO_UPER, 15, "did you mean 'upper'?"),
         ("{{ message | zzzzz }}", "invalid template: no filter named 'zzzzz'", 13, None),
@@ -297,3 +312,32 @@ def test_only_the_given_context_names_are_known() -> None:
 def test_every_documented_context_name_is_accepted(compiler: TemplateCompiler) -> None:
     for name in sorted(CONTEXT_NAMES):
         compiler.compile("{{ %s }}" % name)  # noqa: UP031 - the braces are Jinja's
+
+
+# --- when the code is generated ----------------------------------------------------------
+
+
+def test_code_is_generated_at_the_first_render_only(
+    compiler: TemplateCompiler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generated: list[str] = []
+    original = jinja2.Environment.from_string
+
+    def counting(self: jinja2.Environment, source: str, *args: Any, **kwargs: Any) -> Any:
+        generated.append(source)
+        return original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "from_string", counting)
+    template = compiler.compile("{{ message | upper }}")
+    assert generated == []  # loading checks, and generates nothing
+    assert template.render(CONTEXT) == template.render(CONTEXT) == "HELLO THERE"
+    assert generated == ["{{ message | upper }}"]
+
+
+def test_a_pickled_template_renders_the_same(compiler: TemplateCompiler) -> None:
+    """Folders loaded by several processes come back pickled, their code not included."""
+    template = compiler.compile("{% include 'framed' %} {{ message }}")
+    before = template.render(CONTEXT)
+    copy = pickle.loads(pickle.dumps(template))
+    assert isinstance(copy, JinjaTemplate)
+    assert copy.render(CONTEXT) == before == "[-- demo] hello there"

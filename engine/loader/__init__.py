@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,11 +15,11 @@ from ..compiled import CompiledBot
 from ..errors import SourceSnippet, SpecError
 from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
-from ..template_cache import TemplateCache
 from .checker import check_sources
 from .compile import Compiler
 from .locate import loc_text, offset_position, position, real_loc
 from .messages import message_for, tag_positions
+from .parallel import default_jobs, fork_map
 from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
 
 __all__ = ["LoadReport", "bot_files", "load_paths", "load_text"]
@@ -51,12 +52,10 @@ def load_text(
     text: str,
     file: str = "<string>",
     env: Mapping[str, str] | None = None,
-    cache: TemplateCache | None = None,
 ) -> tuple[CompiledBot | None, list[SpecError]]:
     """Load one bot from YAML text; the bot is None when any error (not warning) was found.
 
-    `env` resolves `${VAR}` references (default: the process environment); `cache` keeps
-    compiled templates across loads (default: none).
+    `env` resolves `${VAR}` references (default: the process environment).
     """
     environ = os.environ if env is None else env
     try:
@@ -69,7 +68,7 @@ def load_text(
         return None, problems + check_sources(document, file)
     name = spec.name or Path(file).stem
     key, key_var = _access_key(spec, document, file, environ, problems)
-    compiler = Compiler(spec, document, file, cache)
+    compiler = Compiler(spec, document, file)
     bot = compiler.compile(name, key, key_var, environ)
     problems += compiler.problems
     if any(not p.is_warning for p in problems):
@@ -184,35 +183,44 @@ def bot_files(paths: Iterable[str | Path]) -> list[Path]:
 def load_paths(
     paths: Iterable[str | Path],
     env: Mapping[str, str] | None = None,
-    cache: TemplateCache | None = None,
+    jobs: int | None = None,
 ) -> LoadReport:
-    """Load every bot file, collecting all problems across files, duplicate names included."""
-    report = LoadReport()
+    """Load every bot file, collecting all problems across files, duplicate names included.
+
+    `jobs` processes share the files (default: one per core, for folders large enough to
+    gain from it); the report is the same whatever the number.
+    """
+    files = bot_files(paths)
+    environ = dict(os.environ if env is None else env)
+    loaded = fork_map(partial(_load_file, environ=environ), files, jobs or default_jobs(len(files)))
+    report = LoadReport(files=len(files))
     defined_in: dict[str, str] = {}
-    for path in bot_files(paths):
-        report.files += 1
-        shown = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            report.problems.append(SpecError(f"cannot read the file: {exc}", shown))
-            continue
-        bot, problems = load_text(text, shown, env, cache)
+    for bot, problems in loaded:
         report.problems += problems
         if bot is None:
             continue
         if bot.name in defined_in:
-            report.problems.append(_duplicate_name(bot, text, defined_in[bot.name]))
+            report.problems.append(_duplicate_name(bot, defined_in[bot.name]))
             continue
-        defined_in[bot.name] = shown
+        defined_in[bot.name] = bot.file
         report.bots[bot.name] = bot
     return report
 
 
-def _duplicate_name(bot: CompiledBot, text: str, first_file: str) -> SpecError:
+def _load_file(
+    path: Path, environ: Mapping[str, str]
+) -> tuple[CompiledBot | None, list[SpecError]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [SpecError(f"cannot read the file: {exc}", str(path))]
+    return load_text(text, str(path), environ)
+
+
+def _duplicate_name(bot: CompiledBot, first_file: str) -> SpecError:
     line, column = 1, 1
-    if bot.spec.name is not None:
-        mark = position(parse(text), ("name",))
+    if bot.spec.name is not None:  # read again: rare, and cheaper than keeping every text
+        mark = position(parse(Path(bot.file).read_text(encoding="utf-8")), ("name",))
         line, column = mark.line, mark.column
     return SpecError(
         f"bot name '{bot.name}' is already used by {first_file}",

@@ -8,7 +8,6 @@ from typing import TypeVar
 from ..errors import ExpressionError, SourceSnippet, SpecError
 from ..expressions import Condition, compile_condition
 from ..spec.context import CONTEXT_NAMES
-from ..template_cache import TemplateCache
 from ..templates import Renderable, TemplateCompiler
 from .locate import loc_text, offset_position, position
 from .sources import sources
@@ -25,11 +24,10 @@ class SourceChecker:
         document: MarkedDocument,
         file: str,
         prompts: Mapping[str, str],
-        cache: TemplateCache | None = None,
     ) -> None:
         self.problems: list[SpecError] = []
         self._document, self._file = document, file
-        self._templates = TemplateCompiler(prompts, CONTEXT_NAMES, cache)
+        self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
 
     def template(self, source: str, loc: Loc) -> Renderable:
         return self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)

@@ -23,7 +23,6 @@ from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.poe_settings import ParameterControls
 from ..spec.routes import GenerateSuggestions as SpecGenerate
 from ..spec.routes import LLMRoute, PoeSuggestions
-from ..template_cache import TemplateCache
 from ..templates import Renderable
 from .checker import SourceChecker
 from .locate import loc_text, position
@@ -36,12 +35,10 @@ T = TypeVar("T")
 class Compiler:
     """Compiles one validated Bot, collecting every problem instead of stopping at the first."""
 
-    def __init__(
-        self, spec: Bot, document: MarkedDocument, file: str, cache: TemplateCache | None = None
-    ) -> None:
+    def __init__(self, spec: Bot, document: MarkedDocument, file: str) -> None:
         self.spec = spec
         self._document, self._file = document, file
-        self._checker = SourceChecker(document, file, spec.prompts, cache)
+        self._checker = SourceChecker(document, file, spec.prompts)
         self.template = self._checker.template
         self.condition = self._checker.condition
 

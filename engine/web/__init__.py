@@ -16,7 +16,6 @@ from ..loader import load_paths
 from ..protocol.settings import settings_response
 from ..providers import preload
 from ..settings import Settings
-from ..template_cache import TemplateCache
 from . import health, poe
 
 __all__ = ["EngineState", "StartupError", "create_app"]
@@ -44,7 +43,7 @@ def create_app(
 ) -> Flask:
     """Load and check every bot, then build the app; broken bots stop the start-up."""
     settings = settings or Settings()
-    report = load_paths([bots_dir or settings.bots_dir], env, TemplateCache.from_env())
+    report = load_paths([bots_dir or settings.bots_dir], env, settings.load_jobs)
     if report.errors:
         raise SpecErrors(report.errors)
     for warning in report.warnings:
