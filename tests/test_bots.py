@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from engine.loader import load_paths
+from engine.settings import Settings
 from engine.testing import run_bot_tests
 
 from .conftest import BOTS_DIR
@@ -41,3 +43,13 @@ def test_bot_declares_its_access_key_as_an_env_reference(path: Path) -> None:
     assert bot.access_key_var is not None
     example = (BOTS_DIR.parent / ".env.example").read_text(encoding="utf-8")
     assert f"\n{bot.access_key_var}=" in example
+
+
+@pytest.mark.parametrize("setting", sorted(Settings.model_fields), ids=str)
+def test_every_server_setting_is_documented(setting: str) -> None:
+    """In the README's table and in .env.example, under its environment variable's name."""
+    variable = setting.upper()
+    readme = (BOTS_DIR.parent / "README.md").read_text(encoding="utf-8")
+    example = (BOTS_DIR.parent / ".env.example").read_text(encoding="utf-8")
+    assert f"`{variable}`" in readme
+    assert re.search(rf"^(# )?{variable}=", example, re.MULTILINE)
