@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from engine.loader import LoadReport, load_paths, parallel
 from engine.loader.parallel import default_jobs, fork_map
 from engine.testing import run_bot_tests
 
-from .conftest import BOTS_DIR, EXAMPLE_ENV
+from .conftest import BOTS_DIR, EXAMPLE_ENV, REPO
 
 EXTRA_FILES = {
     # Adjacent in name order, so two different processes load them.
@@ -98,6 +100,20 @@ def _unpicklable(item: int) -> Callable[[], int]:
     return lambda: item
 
 
+def test_without_processes_to_spare_the_parent_does_the_work(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel.os, "fork", no_fork)
+    with caplog.at_level(logging.WARNING, logger="engine.loader"):
+        assert fork_map(lambda item: -item, [1, 2, 3, 4], 2) == [-1, -2, -3, -4]
+    assert "cannot start a loading process ([Errno 11] Resource temporarily unavailable)" in (
+        caplog.text
+    )
+
+
 def test_children_are_reaped_when_the_parent_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     forked: list[int] = []
     real_fork = os.fork
@@ -121,6 +137,28 @@ def test_children_are_reaped_when_the_parent_fails(monkeypatch: pytest.MonkeyPat
     for pid in forked:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import gevent, os
+gevent.sleep(0)  # a hub exists: gevent's own close of a pipe would now wait for its loop
+from engine.loader.parallel import fork_map
+print(len(set(fork_map(lambda _: os.getpid(), range(6), 3))))
+"""
+
+
+def test_a_gevent_patched_process_gets_its_results() -> None:
+    """As in `python app.py`'s master; with gevent's close the read never ended."""
+    completed = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (0, "3\n"), completed.stderr
 
 
 def test_default_jobs_grow_with_the_folder_up_to_the_cores() -> None:
