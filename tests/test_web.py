@@ -427,6 +427,22 @@ def test_a_keyless_bot_is_refused_off_loopback(make_app: MakeApp, bots_dir: Bots
     assert "HOST=127.0.0.1" in message
 
 
+def test_a_large_keyless_folder_is_named_in_one_short_line(
+    make_app: MakeApp, bots_dir: BotsDir
+) -> None:
+    folder = bots_dir(
+        {f"bot{i:02}.yaml": KEYLESS.replace("keyless", f"bot{i:02}") for i in range(25)}
+    )
+    with pytest.raises(StartupError) as caught:
+        make_app(folder, {}, host="0.0.0.0")
+    first_ten = ", ".join(f"bot{i:02}" for i in range(10))
+    fixes = "; ".join(f"add `access_key: ${{...}}` to {folder}/bot{i:02}.yaml" for i in range(10))
+    assert str(caught.value) == (
+        f"refusing to serve {first_ten}, and 15 more on 0.0.0.0 without an access key; "
+        f"{fixes}; and 15 more (or bind HOST=127.0.0.1)"
+    )
+
+
 def test_a_bot_whose_key_variable_is_unset_is_refused_off_loopback(make_app: MakeApp) -> None:
     env = {name: value for name, value in EXAMPLE_ENV.items() if name != "HELLO_ACCESS_KEY"}
     with pytest.raises(StartupError) as caught:

@@ -68,7 +68,7 @@ def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
     keyless = [bot for _, bot in sorted(bots.items()) if bot.access_key is None]
     if not keyless:
         return
-    names = ", ".join(bot.name for bot in keyless)
+    names = _listed([bot.name for bot in keyless], ", ")
     if settings.is_loopback:
         log.warning("serving %s without an access key: anyone on this machine can call them", names)
         return
@@ -80,5 +80,11 @@ def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
     ]
     raise StartupError(
         f"refusing to serve {names} on {settings.host} without an access key; "
-        f"{'; '.join(fixes)} (or bind HOST=127.0.0.1)"
+        f"{_listed(fixes, '; ')} (or bind HOST=127.0.0.1)"
     )
+
+
+def _listed(items: list[str], separator: str, shown: int = 10) -> str:
+    """The first few items, then how many more: a folder of 1,000 bots makes one line."""
+    more = len(items) - shown
+    return separator.join(items[:shown]) + (f"{separator}and {more} more" if more > 0 else "")
