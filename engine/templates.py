@@ -49,17 +49,11 @@ class JinjaTemplate:
 
     __slots__ = ("_compiler", "_template", "loc", "source")
 
-    def __init__(
-        self,
-        source: str,
-        loc: str,
-        compiler: TemplateCompiler,
-        template: jinja2.Template | None = None,
-    ) -> None:
+    def __init__(self, source: str, loc: str, compiler: TemplateCompiler) -> None:
         self.source = source
         self.loc = loc
         self._compiler = compiler
-        self._template = template
+        self._template: jinja2.Template | None = None
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:
@@ -124,15 +118,8 @@ class TemplateCompiler:
     def _check(self, source: str) -> None:
         """Parse, then check names, filters, tests and includes, as generating code would."""
         try:
-            tree = self._env.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
-            message = (exc.message or "").rstrip(".")
-            raise TemplateError(
-                f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
-            ) from None
-        try:
-            used = usage(tree)
-        except jinja2.TemplateAssertionError as exc:
+            used = usage(self._env.parse(source))
+        except jinja2.TemplateSyntaxError as exc:  # and what only code generation would find
             message = (exc.message or "").rstrip(".")
             raise TemplateError(
                 f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)

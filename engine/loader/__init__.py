@@ -187,8 +187,8 @@ def load_paths(
 ) -> LoadReport:
     """Load every bot file, collecting all problems across files, duplicate names included.
 
-    `jobs` processes share the files (default: one per core, for folders large enough to
-    gain from it); the report is the same whatever the number.
+    `jobs` processes share the files (default: one per 10 files, at most one per core); the
+    report is the same whatever the number.
     """
     files = bot_files(paths)
     environ = dict(os.environ if env is None else env)
