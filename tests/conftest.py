@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,18 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -c code args` in the repository, in a fresh interpreter, output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def compile_bot(yaml_text: str, env: dict[str, str] | None = None) -> CompiledBot:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import EXAMPLE_ENV, REPO
+from .conftest import EXAMPLE_ENV, REPO, run_python
 
 
 def _start(env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -58,13 +58,7 @@ def _imported_after_start(tmp_path: Path, bot: str) -> set[str]:
         "import sys; from engine.web import create_app; create_app(sys.argv[1], env={}); "
         "print(' '.join(m for m in ('openai', 'anthropic', 'httpx') if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(probe, str(tmp_path))
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split())
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from .conftest import REPO
+from .conftest import run_python
 
 CORE = ("engine.runtime", "engine.loader", "engine.protocol.sse")
 FORBIDDEN = ("flask", "werkzeug", "click", "gunicorn")
@@ -23,14 +21,7 @@ print(json.dumps(sorted(
 
 
 def _imported_after(code: str) -> list[str]:
-    completed = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python(code)
     assert completed.returncode == 0, completed.stderr
     result: list[str] = json.loads(completed.stdout)
     return result

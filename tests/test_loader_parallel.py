@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from engine.loader import LoadReport, load_paths, parallel
 from engine.loader.parallel import default_jobs, fork_map
 from engine.testing import run_bot_tests
 
-from .conftest import BOTS_DIR, EXAMPLE_ENV, REPO
+from .conftest import BOTS_DIR, EXAMPLE_ENV, run_python
 
 EXTRA_FILES = {
     # Adjacent in name order, so two different processes load them.
@@ -150,14 +148,7 @@ print(len(set(fork_map(lambda _: os.getpid(), range(6), 3))))
 
 def test_a_gevent_patched_process_gets_its_results() -> None:
     """As in `python app.py`'s master; with gevent's close the read never ended."""
-    completed = subprocess.run(
-        [sys.executable, "-c", GEVENT_SCRIPT],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    completed = run_python(GEVENT_SCRIPT, timeout=30)
     assert (completed.returncode, completed.stdout) == (0, "3\n"), completed.stderr
 
 
