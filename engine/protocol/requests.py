@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import EngineError
+from ..text import clean_data
 
 # Names seed-style clients use for the real request types.
 TYPE_ALIASES = {"message": "query", "settings_update": "settings", "error": "report_error"}
 REPORT_TYPES = frozenset({"report_feedback", "report_reaction", "report_error"})
 KNOWN_ROLES = frozenset({"system", "user", "bot", "tool"})
+# A BCP 47 language tag: a 2-3 letter language, then up to six subtags (script, region...).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,6}")
 
 
 class _Lenient(BaseModel):
@@ -61,6 +72,15 @@ class QueryRequest(_Lenient):
     metadata: str = ""
     language_code: str = "en"
 
+    @field_validator("language_code", mode="before")
+    @classmethod
+    def _bcp47_or_english(cls, value: Any) -> Any:
+        """Poe sends a BCP 47 tag (`en`, `pt-BR`); templates may print it, so anything
+        else, which only a hand-made request can send, is read as the default `en`."""
+        if isinstance(value, str) and _LANGUAGE_TAG.fullmatch(value):
+            return value
+        return "en"
+
 
 class RequestError(EngineError):
     """A request we cannot parse; `status` is the HTTP answer."""
@@ -70,17 +90,35 @@ class RequestError(EngineError):
         self.message, self.status = message, status
 
 
+# A surrogate written as a JSON escape (`\\ud800`), or as the raw bytes `json.loads` reads
+# with `surrogatepass` (ED A0..BF xx). Rare, so the body is searched before its data is walked.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of a request, or a RequestError saying what is wrong with it."""
+    """The JSON object of a request, or a RequestError saying what is wrong with it.
+
+    Lone surrogates in its strings become U+FFFD here, at the edge, so no later encoder
+    (the SSE answer, a model's request body) meets text it cannot write.
+    """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:  # `[[[[...` within the size limit would otherwise be a 500
         raise RequestError("the request body is nested too deeply to be a Poe request") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
+        raise RequestError(f"the request body is not valid JSON: {_reason(exc)}") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
+    if _MAYBE_SURROGATE.search(body) is not None:
+        data = clean_data(data)
     return data
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return str(exc)
+    # Python refuses to read integers over 4,300 digits (a guard against slow conversions).
+    return "it holds a number too long to read (over 4,300 digits)"
 
 
 def request_type(data: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..text import clean_text
 from .events import Event, KeepAlive
 
 # CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
@@ -19,4 +20,10 @@ def encode(event: Event) -> bytes:
         return KEEPALIVE  # a comment line: every SSE client skips it
     # json.dumps escapes newlines inside strings, so the data always fits on one line.
     payload = json.dumps(event.data(), ensure_ascii=False)
-    return f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}".encode()
+    frame = f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}"
+    try:
+        return frame.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate that did not come through the request's edge (a template's
+        # own escape, say): write U+FFFD rather than fail after the 200 status is sent.
+        return clean_text(frame).encode()
