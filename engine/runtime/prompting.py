@@ -20,9 +20,9 @@ def build_messages(
     system or assistant turn, whatever markers the text contains.
     """
     system = route.system.render(context) if route.system is not None else None
-    extra_system = [m.content for m in history if m.role == "system" and m.content]
-    if extra_system:
-        system = "\n\n".join(([system] if system else []) + extra_system)
+    caller = _caller_system(history, route.history_messages)
+    if caller:
+        system = f"{system}\n\n{caller}" if system else caller
     past = [
         ChatMessage(_ROLES[m.role], _with_attachments(m.content, m))  # type: ignore[arg-type]
         for m in history
@@ -33,6 +33,19 @@ def build_messages(
         *trim(past, route.history_messages, route.history_chars),
         ChatMessage("user", prompt),
     )
+
+
+def _caller_system(history: list[Message], max_messages: int | None) -> str | None:
+    """The system prompt of whoever called the bot, or None.
+
+    Poe's users cannot write system messages; a bot calling this one through Poe's bot
+    query API can, and puts its system prompt first, as this engine's own `poe` models do.
+    So only a leading system message counts, and only when the route reads the
+    conversation at all: `history: {messages: 0}` means nothing but the bot's own prompt.
+    """
+    if max_messages == 0 or not history or history[0].role != "system":
+        return None
+    return history[0].content or None
 
 
 def trim(
