@@ -724,11 +724,40 @@ def test_set_access_key_is_read_from_the_given_environment() -> None:
 
 
 def test_access_key_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KEYED_ACCESS_KEY", "from-os")
+    monkeypatch.setenv("KEYED_ACCESS_KEY", "from-os-" + "k" * 24)
     bot, found = load_text(ACCESS_KEY_BOT)
     assert found == []
     assert bot is not None
-    assert bot.access_key == "from-os"
+    assert bot.access_key == "from-os-" + "k" * 24
+
+
+def test_a_blank_access_key_is_a_warning_not_a_key_nobody_can_send() -> None:
+    bot, found = load_text(ACCESS_KEY_BOT, "bot.yaml", {"KEYED_ACCESS_KEY": " \t\n"})
+    assert bot is not None
+    assert bot.access_key is None
+    assert [str(problem) for problem in found] == [
+        "bot.yaml:2:13: warning: access_key: environment variable KEYED_ACCESS_KEY is blank "
+        "(without a key the bot is served only on a loopback address)"
+    ]
+
+
+def test_spaces_around_an_access_key_are_not_part_of_it() -> None:
+    # Poe sends the key in an HTTP header, whose surrounding spaces never arrive.
+    bot, found = load_text(ACCESS_KEY_BOT, "bot.yaml", {"KEYED_ACCESS_KEY": f" {'k' * 32}\n"})
+    assert found == []
+    assert bot is not None
+    assert bot.access_key == "k" * 32
+
+
+def test_a_short_access_key_is_a_warning() -> None:
+    bot, found = load_text(ACCESS_KEY_BOT, "bot.yaml", {"KEYED_ACCESS_KEY": "x"})
+    assert bot is not None
+    assert bot.access_key == "x"
+    assert [str(problem) for problem in found] == [
+        "bot.yaml:2:13: warning: access_key: environment variable KEYED_ACCESS_KEY holds a "
+        "1-character key; use at least 16 characters (Poe's own keys have 32) "
+        "(a short key can be guessed; it is served only on a loopback address)"
+    ]
 
 
 # --- whole files -------------------------------------------------------------------------

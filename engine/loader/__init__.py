@@ -22,9 +22,11 @@ from .messages import message_for, tag_positions
 from .parallel import default_jobs, fork_map
 from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
 
-__all__ = ["LoadReport", "bot_files", "load_paths", "load_text"]
+__all__ = ["MIN_ACCESS_KEY_LENGTH", "LoadReport", "bot_files", "load_paths", "load_text"]
 
 BOT_SUFFIXES = (".yaml", ".yml")
+# Poe's access keys have 32 characters; a key much shorter than that can be guessed.
+MIN_ACCESS_KEY_LENGTH = 16
 
 
 @dataclass
@@ -147,26 +149,36 @@ def _access_key(
     environ: Mapping[str, str],
     problems: list[SpecError],
 ) -> tuple[str | None, str | None]:
+    """The bot's key from its variable, stripped: HTTP strips the header Poe sends it in,
+    so a key kept with a stray newline or space could never match."""
     if spec.access_key is None:
         return None, None
     match = ENV_REF.match(spec.access_key)
     assert match is not None  # the spec's pattern guarantees it
     variable = match.group(1)
-    value = environ.get(variable) or None
-    if value is None:
+    raw = environ.get(variable, "")
+    value = raw.strip() or None
+    problem = _key_problem(variable, raw, value)
+    if problem is not None:
+        message, hint = problem
         mark = position(document, ("access_key",))
         problems.append(
-            SpecError(
-                f"environment variable {variable} is not set",
-                file,
-                mark.line,
-                mark.column,
-                "access_key",
-                hint="without a key the bot is served only on a loopback address",
-                severity="warning",
-            )
+            SpecError(message, file, mark.line, mark.column, "access_key", hint, severity="warning")
         )
     return value, variable
+
+
+def _key_problem(variable: str, raw: str, value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        message = f"environment variable {variable} is " + ("blank" if raw else "not set")
+        return message, "without a key the bot is served only on a loopback address"
+    if len(value) < MIN_ACCESS_KEY_LENGTH:
+        return (
+            f"environment variable {variable} holds a {len(value)}-character key; "
+            f"use at least {MIN_ACCESS_KEY_LENGTH} characters (Poe's own keys have 32)",
+            "a short key can be guessed; it is served only on a loopback address",
+        )
+    return None
 
 
 def bot_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -12,7 +12,7 @@ from flask import Flask
 
 from ..compiled import CompiledBot
 from ..errors import EngineError, SpecErrors
-from ..loader import load_paths
+from ..loader import MIN_ACCESS_KEY_LENGTH, load_paths
 from ..protocol.settings import settings_response
 from ..providers import preload
 from ..settings import Settings
@@ -65,23 +65,48 @@ def create_app(
 
 
 def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
-    keyless = [bot for _, bot in sorted(bots.items()) if bot.access_key is None]
-    if not keyless:
-        return
-    names = _listed([bot.name for bot in keyless], ", ")
+    """Off loopback every bot needs a key, and one that cannot be guessed."""
+    ordered = [bot for _, bot in sorted(bots.items())]
+    keyless = [bot for bot in ordered if bot.access_key is None]
+    weak = [bot for bot in ordered if bot.access_key is not None and _is_weak(bot.access_key)]
     if settings.is_loopback:
-        log.warning("serving %s without an access key: anyone on this machine can call them", names)
+        if keyless:
+            names = _listed([bot.name for bot in keyless], ", ")
+            log.warning(
+                "serving %s without an access key: anyone on this machine can call them", names
+            )
+        if weak:
+            names = _listed([bot.name for bot in weak], ", ")
+            log.warning("serving %s with a short access key: fine on loopback only", names)
         return
-    fixes = [
+    refusals = []
+    if keyless:
+        refusals.append(
+            f"refusing to serve {_listed([bot.name for bot in keyless], ', ')} on "
+            f"{settings.host} without an access key; {_listed(_key_fixes(keyless), '; ')}"
+        )
+    if weak:
+        variables = [f"{bot.access_key_var} ({bot.name})" for bot in weak]
+        refusals.append(
+            f"refusing to serve {_listed([bot.name for bot in weak], ', ')} on {settings.host} "
+            f"with an access key shorter than {MIN_ACCESS_KEY_LENGTH} characters; set "
+            f"{_listed(variables, ', ')} to the key Poe gave the bot"
+        )
+    if refusals:
+        raise StartupError("; ".join(refusals) + " (or bind HOST=127.0.0.1)")
+
+
+def _is_weak(key: str) -> bool:
+    return len(key) < MIN_ACCESS_KEY_LENGTH
+
+
+def _key_fixes(keyless: list[CompiledBot]) -> list[str]:
+    return [
         f"export {bot.access_key_var}"
         if bot.access_key_var
         else f"add `access_key: ${{...}}` to {bot.file}"
         for bot in keyless
     ]
-    raise StartupError(
-        f"refusing to serve {names} on {settings.host} without an access key; "
-        f"{_listed(fixes, '; ')} (or bind HOST=127.0.0.1)"
-    )
 
 
 def _listed(items: list[str], separator: str, shown: int = 10) -> str:
