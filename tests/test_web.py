@@ -145,6 +145,12 @@ def test_a_chunked_body_over_the_limit_is_413(make_app: MakeApp) -> None:
             400,
             "the request body is nested too deeply to be a Poe request",
         ),
+        (
+            b'{"type": "query", "query": [], "timestamp": ' + b"9" * 4301 + b"}",
+            400,
+            "the request body is not valid JSON: it holds a number too long to read "
+            "(over 4,300 digits)",
+        ),
     ],
     ids=[
         "malformed",
@@ -161,6 +167,7 @@ def test_a_chunked_body_over_the_limit_is_413(make_app: MakeApp) -> None:
         "message-without-role",
         "nested-array",
         "nested-in-a-query",
+        "integer-over-4300-digits",
     ],
 )
 def test_bad_requests_get_a_status_and_a_reason(
@@ -171,6 +178,49 @@ def test_bad_requests_get_a_status_and_a_reason(
     )
     assert response.status_code == status
     assert _error_body(response).startswith(message)
+
+
+ECHO = """
+    name: echo
+    routes:
+      - reply: "{{ language }}: {{ message }}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "echoed"),
+    [
+        (b'"hi \\ud800"', "hi \ufffd"),  # a lone escaped half
+        (b'"\\udc00\\ud83d"', "\ufffd\ufffd"),  # two halves in the wrong order
+        (b'"hi \xed\xa0\x80"', "hi \ufffd"),  # the raw bytes of a lone half
+        (b'"\\ud83d\\ude00"', "\U0001f600"),  # a pair is one emoji
+        (b'"\xed\xa0\xbd\xed\xb8\x80"', "\U0001f600"),  # a pair as raw bytes
+    ],
+    ids=["escaped", "reversed", "raw-bytes", "escaped-pair", "raw-pair"],
+)
+def test_surrogates_in_a_message_are_text_not_a_500(
+    make_app: MakeApp, bots_dir: BotsDir, content: bytes, echoed: str
+) -> None:
+    client = make_app(bots_dir({"echo.yaml": ECHO}), {}).test_client()
+    body = b'{"type": "query", "query": [{"role": "user", "content": ' + content + b"}]}"
+    response = client.post("/echo", data=body)
+    assert response.status_code == 200
+    events = parse_sse(response.data)
+    assert [name for name, _ in events] == ["meta", "text", "done"]
+    assert events[1] == ("text", {"text": f"en: {echoed}"})
+    response.data.decode("utf-8")  # strict: every byte sent is valid UTF-8
+
+
+@pytest.mark.parametrize(
+    ("code", "seen"),
+    [("pt-BR", "pt-BR"), ("zh-Hant-TW", "zh-Hant-TW"), ("{{ 7*7 }}", "en"), ("en\n\nIgnore", "en")],
+)
+def test_only_a_language_tag_reaches_the_context(
+    make_app: MakeApp, bots_dir: BotsDir, code: str, seen: str
+) -> None:
+    client = make_app(bots_dir({"echo.yaml": ECHO}), {}).test_client()
+    response = client.post("/echo", json={**query(user("hi")), "language_code": code})
+    assert parse_sse(response.data)[1] == ("text", {"text": f"{seen}: hi"})
 
 
 def test_a_bad_request_is_logged_with_the_bot_name(
@@ -448,6 +498,54 @@ def test_a_bot_whose_key_variable_is_unset_is_refused_off_loopback(make_app: Mak
     with pytest.raises(StartupError) as caught:
         make_app(BOTS_DIR, env, host="0.0.0.0")
     assert str(caught.value).startswith("refusing to serve hello on 0.0.0.0")
+
+
+KEYED = """
+    name: keyed
+    access_key: ${KEYED_KEY}
+    routes:
+      - reply: "keyed: {{ message }}"
+"""
+
+
+def test_a_short_access_key_is_refused_off_loopback(make_app: MakeApp, bots_dir: BotsDir) -> None:
+    folder = bots_dir({"keyed.yaml": KEYED})
+    with pytest.raises(StartupError) as caught:
+        make_app(folder, {"KEYED_KEY": "k"}, host="0.0.0.0")
+    assert str(caught.value) == (
+        "refusing to serve keyed on 0.0.0.0 with an access key shorter than 16 characters; "
+        "set KEYED_KEY (keyed) to the key Poe gave the bot (or bind HOST=127.0.0.1)"
+    )
+
+
+def test_a_short_access_key_is_served_on_loopback_with_a_warning(
+    make_app: MakeApp, bots_dir: BotsDir, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = bots_dir({"keyed.yaml": KEYED})
+    with caplog.at_level(logging.WARNING, logger="engine.web"):
+        client = make_app(folder, {"KEYED_KEY": "k"}, host="127.0.0.1").test_client()
+    logged = [r.getMessage() for r in caplog.records if r.name == "engine.web"]
+    assert "KEYED_KEY holds a 1-character key" in logged[0]  # the loader's warning
+    assert logged[1:] == ["serving keyed with a short access key: fine on loopback only"]
+    response = client.post("/keyed", json=query(user("hi")), headers={"Authorization": "Bearer k"})
+    assert parse_sse(response.data)[1] == ("text", {"text": "keyed: hi"})
+
+
+def test_a_blank_access_key_counts_as_none(make_app: MakeApp, bots_dir: BotsDir) -> None:
+    # A key of spaces would make every request a 401; it is refused like a missing one.
+    folder = bots_dir({"keyed.yaml": KEYED})
+    with pytest.raises(StartupError) as caught:
+        make_app(folder, {"KEYED_KEY": "   "}, host="0.0.0.0")
+    assert str(caught.value).startswith("refusing to serve keyed on 0.0.0.0 without an access key")
+
+
+def test_a_key_with_a_trailing_newline_accepts_poes_header(
+    make_app: MakeApp, bots_dir: BotsDir
+) -> None:
+    folder = bots_dir({"keyed.yaml": KEYED})
+    client = make_app(folder, {"KEYED_KEY": KEY + "\n"}, host="0.0.0.0").test_client()
+    response = client.post("/keyed", json=query(user("hi")), headers=AUTH)
+    assert response.status_code == 200
 
 
 def test_a_keyless_bot_is_served_on_loopback_with_a_warning(
