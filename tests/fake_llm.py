@@ -2,14 +2,17 @@
 
 `FakeLLM("openai")` answers `POST /v1/chat/completions` with chat-completion chunks then
 `data: [DONE]`; `FakeLLM("anthropic")` answers `POST /v1/messages` with the messages event
-sequence. Both listen on 127.0.0.1 (a free port) in a background thread, record every request
-exactly as it arrived, and play one `Reply` per request: chunks with delays, an HTTP error,
-a hang before the first byte, an invalid JSON line or a connection cut mid-stream. While a
-reply is being played the server watches its socket, so it records the moment the client
-went away.
+sequence; `FakeLLM("poe")` answers `POST /fake-bot` as a Poe server bot does (`meta`, `text`
+events, `done`). Each listens on 127.0.0.1 (a free port) in a background thread, records every
+request exactly as it arrived, and plays one `Reply` per request: chunks with delays, an HTTP
+error, a hang before the first byte, an invalid JSON line, a connection cut mid-stream or a
+body that ends cleanly without the stream's end marker. While a reply is being played the
+server watches its socket, so it records the moment the client went away.
 
 Responses use HTTP/1.1 chunked encoding, as the real APIs do, so a cut connection is an
-incomplete body to the client rather than a normal end.
+incomplete body to the client rather than a normal end; an `unfinished` reply is the other
+kind of early end, a body delimited by the connection closing, which the client cannot tell
+from a whole one except by the missing end marker.
 """
 
 from __future__ import annotations
@@ -25,8 +28,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-Kind = Literal["openai", "anthropic"]
-PATHS: dict[str, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+Kind = Literal["openai", "anthropic", "poe"]
+POE_BOT = "fake-bot"  # the bot name a `poe` model calls on this server
+PATHS: dict[str, str] = {
+    "openai": "/v1/chat/completions",
+    "anthropic": "/v1/messages",
+    "poe": f"/{POE_BOT}",
+}
 # Longest any scripted wait lasts; a test that needs longer is a broken test.
 MAX_WAIT = 30.0
 
@@ -39,8 +47,12 @@ class Reply:
     `delay`: seconds before each chunk (one number, or one per chunk).
     `malformed`: an invalid JSON `data:` line after the chunks, then the normal end.
     `cut`: the connection is dropped after the chunks, without the stream's end.
+    `unfinished`: the body ends after the chunks without the stream's end marker (`[DONE]`,
+    `message_stop`, `done`), the connection closing as an EOF-delimited body ends: no
+    framing tells the client that anything is missing.
     `error_event`: an error sent inside the 200 stream after the chunks (OpenAI: a data
-    line with `error`; Anthropic: an `error` event with `overloaded_error`).
+    line with `error`; Anthropic: an `error` event with `overloaded_error`; Poe: an `error`
+    event with `allow_retry`).
     """
 
     chunks: Sequence[str] = ("Hello", " world")
@@ -49,6 +61,7 @@ class Reply:
     hang: float = 0.0
     malformed: bool = False
     cut: bool = False
+    unfinished: bool = False
     error_event: bool = False
     message: str = "scripted failure"
 
@@ -132,9 +145,10 @@ class FakeLLM:
 
     @property
     def url(self) -> str:
-        """The SDK's `base_url`: OpenAI's includes `/v1`, Anthropic's does not."""
+        """The model's `base_url`: OpenAI's includes `/v1`, Anthropic's does not, Poe's
+        ends with the slash the bot's name follows."""
         root = f"http://127.0.0.1:{self.port}"
-        return root + "/v1" if self.kind == "openai" else root
+        return root + {"openai": "/v1", "anthropic": "", "poe": "/"}[self.kind]
 
     # ------------------------------------------------------------------ scripting
 
@@ -166,12 +180,16 @@ class FakeLLM:
         model = str(body.get("model", "model"))
         if self.kind == "openai":
             yield from _openai_events(reply, model)
-        else:
+        elif self.kind == "anthropic":
             yield from _anthropic_events(reply, model)
+        else:
+            yield from _poe_events(reply)
 
     def error_body(self, reply: Reply) -> dict[str, Any]:
         if self.kind == "openai":
             return {"error": {"message": reply.message, "type": "scripted", "code": None}}
+        if self.kind == "poe":
+            return {"text": reply.message}
         return {"type": "error", "error": {"type": "api_error", "message": reply.message}}
 
 
@@ -212,7 +230,7 @@ def _openai_events(reply: Reply, model: str) -> Iterator[Part]:
     if reply.error_event:
         yield _sse({"error": {"message": reply.message, "type": "server_error", "code": None}})
         return
-    if reply.cut:
+    if reply.cut or reply.unfinished:
         return
     yield chunk({}, "stop")
     yield _sse("[DONE]")
@@ -249,7 +267,7 @@ def _anthropic_events(reply: Reply, model: str) -> Iterator[Part]:
         error = {"type": "overloaded_error", "message": reply.message}
         yield _sse({"type": "error", "error": error}, "error")
         return
-    if reply.cut:
+    if reply.cut or reply.unfinished:
         return
     yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
     stop = {"stop_reason": "end_turn", "stop_sequence": None}
@@ -257,6 +275,21 @@ def _anthropic_events(reply: Reply, model: str) -> Iterator[Part]:
         {"type": "message_delta", "delta": stop, "usage": {"output_tokens": 5}}, "message_delta"
     )
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+def _poe_events(reply: Reply) -> Iterator[Part]:
+    meta = {"content_type": "text/markdown", "suggested_replies": False}
+    yield _sse(meta, "meta")
+    for index, text in enumerate(reply.chunks):
+        yield reply.delay_before(index)
+        yield _TextChunk(_sse({"text": text}, "text"))
+    if reply.malformed:
+        yield b'event: text\ndata: {"text": \n\n'
+    if reply.error_event:
+        yield _sse({"text": reply.message, "allow_retry": True}, "error")
+    if reply.cut or reply.unfinished:
+        return
+    yield _sse({}, "done")
 
 
 # ---------------------------------------------------------------------------- HTTP handling
@@ -314,7 +347,8 @@ def _handler_for(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
+            if not reply.unfinished:  # else the body ends where the connection does
+                self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Connection", "close")
             self.end_headers()
             for part in fake.stream_events(reply, record.body):
@@ -322,9 +356,14 @@ def _handler_for(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                     self._wait(part)
                     continue
                 data = part.data if isinstance(part, _TextChunk) else part
-                self._write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                if not reply.unfinished:
+                    data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                self._write(data)
                 if isinstance(part, _TextChunk):
                     record.sent.append(time.monotonic())
+            if reply.unfinished:
+                record.completed = True
+                return  # the server closes the connection: a clean end of the body
             if reply.cut:
                 # Leave without the terminating chunk: the body is visibly incomplete.
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -1,4 +1,5 @@
-"""The real `openai` and `anthropic` SDKs, through `open_stream`, against local fake APIs.
+"""The real `openai` and `anthropic` SDKs (and the `poe` provider), through `open_stream`,
+against local fake APIs.
 
 Each test checks the exact request the SDK put on the wire and the chunks that came back.
 """
@@ -16,18 +17,20 @@ import pytest
 from engine.compiled import CompiledModel
 from engine.providers import open_stream
 from engine.providers.base import ChatMessage, Chunk, ModelCall, ProviderError, Sampling
-from engine.spec.models import AnthropicModel, OpenAIModel
+from engine.spec.models import AnthropicModel, OpenAIModel, PoeModel
 
-from .fake_llm import FakeLLM, Kind, Reply, chunks, status
+from .fake_llm import POE_BOT, FakeLLM, Kind, Reply, chunks, status
 
 
 def model_for(fake: FakeLLM, api_key: str | None = "sk-test", **fields: Any) -> CompiledModel:
     """A model of the fake's provider pointing at it; `fields` go into the spec."""
-    spec: OpenAIModel | AnthropicModel
+    spec: OpenAIModel | AnthropicModel | PoeModel
     if fake.kind == "openai":
         spec = OpenAIModel(provider="openai", name="gpt-test", **fields)
-    else:
+    elif fake.kind == "anthropic":
         spec = AnthropicModel(provider="anthropic", name="claude-test", **fields)
+    else:  # a Poe bot is called with the caller's key, which the call carries
+        spec = PoeModel(provider="poe", bot=POE_BOT, base_url=fake.url, **fields)
     return CompiledModel(spec, api_key=api_key, base_url=fake.url)
 
 
@@ -38,6 +41,7 @@ def call(
         system=system,
         messages=tuple(ChatMessage(role, text) for role, text in messages),  # type: ignore[arg-type]
         sampling=sampling or Sampling(),
+        access_key="poe-key",  # read by `poe` models only
     )
 
 
@@ -276,3 +280,36 @@ def test_a_missing_key_is_sent_as_a_placeholder_and_refused(api: FakeLLM) -> Non
     assert failure.value.configuration and not failure.value.retryable
     headers = api.requests[0].headers
     assert "sk-test" not in str(headers)
+
+
+# ---------------------------------------------------------------------------- all three
+
+
+@pytest.fixture(params=["openai", "anthropic", "poe"])
+def every_api(request: pytest.FixtureRequest) -> Iterator[FakeLLM]:
+    kind: Kind = request.param
+    with FakeLLM(kind) as fake:
+        yield fake
+
+
+def test_a_body_that_ends_without_the_end_marker_is_a_broken_stream(every_api: FakeLLM) -> None:
+    """A connection closed mid-answer, with nothing in the framing to show it: only the
+    missing `[DONE]`, `message_stop` or `done` tells a cut answer from a whole one."""
+    every_api.script(Reply(chunks=("half ", "an answer"), unfinished=True))
+    stream = open_stream(model_for(every_api), call(("user", "hi")))
+    got: list[str] = []
+    with pytest.raises(ProviderError) as failure:
+        for chunk in stream:
+            got.append(chunk.text)
+    assert got == ["half ", "an answer"]
+    assert failure.value.retryable and not failure.value.configuration
+    assert "ended without" in failure.value.detail
+
+
+def test_a_cut_connection_is_a_retryable_provider_error(every_api: FakeLLM) -> None:
+    every_api.script(Reply(chunks=("half",), cut=True))
+    stream = open_stream(model_for(every_api), call(("user", "hi")))
+    with pytest.raises(ProviderError) as failure:
+        list(stream)
+    assert failure.value.retryable
+    assert "RemoteProtocolError" in failure.value.detail

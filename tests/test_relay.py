@@ -297,6 +297,31 @@ def test_an_opener_that_raises_anything_is_a_retryable_failure() -> None:
     assert "RuntimeError: SDK surprise" in failure.value.detail
 
 
+def test_a_body_that_ends_without_done_after_text_is_broken_off(
+    first: FakeLLM, second: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cut answer must not look whole: the user sees the text, then an error to retry."""
+    first.default = Reply(chunks=("Half an ", "answer"), unfinished=True)
+    bot = llm_bot(model(first, retries=2), model(second))
+    events = visible(list(answer(bot)))
+    assert events == [
+        Meta(),
+        Text("Half an "),
+        Text("answer"),
+        Error(BROKE_OFF, allow_retry=True),
+        Done(),
+    ]
+    assert (len(first.requests), len(second.requests)) == (1, 0)
+    assert "openai: the stream ended without [DONE]" in caplog.text
+
+
+def test_a_body_that_ends_without_message_stop_before_text_is_retried(second: FakeLLM) -> None:
+    second.script(Reply(chunks=(), unfinished=True), chunks("whole"))
+    bot = llm_bot(model(second, retries=1))
+    assert visible(list(answer(bot))) == [Meta(), Text("whole"), Done()]
+    assert len(second.requests) == 2
+
+
 # ---------------------------------------------------------------------------- keep-alive
 
 

@@ -24,7 +24,7 @@ def open_stream(
             model=spec.name, messages=_messages(call), stream=True, **_options(call)
         )
 
-    return SDKStream("anthropic", create, _texts)
+    return SDKStream("anthropic", create, _texts, end="message_stop")
 
 
 def _texts(event: Any) -> Iterator[str]:

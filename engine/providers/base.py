@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..errors import EngineError
 
@@ -79,6 +79,36 @@ class ChunkStream(Protocol):
     def __iter__(self) -> Iterator[Chunk]: ...
 
     def close(self) -> None: ...
+
+
+Item = TypeVar("Item")
+
+
+def read_upstream(items: Iterable[Item], provider: str) -> Iterator[Item]:
+    """`items`, read from a model's response. Whatever fails while reading is the upstream's
+    doing (a dropped connection, a body that is not what the API promised), so it becomes a
+    ProviderError here; what still escapes a provider is the engine's own bug."""
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise upstream_error(provider, exc) from exc
+        yield item
+
+
+def upstream_error(provider: str, exc: Exception) -> ProviderError:
+    """An exception from a model's API or the network: its HTTP status decides, when it
+    carries one; otherwise (timeouts, dropped connections, errors sent inside a 200 stream
+    such as Anthropic's `overloaded_error`) the request was fine and another try may work."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        return status_error(provider, status, getattr(exc, "message", exc))
+    return ProviderError(f"{provider}: {type(exc).__name__}: {exc}", retryable=True, status=status)
 
 
 def status_error(provider: str, status: int, body: Any = "") -> ProviderError:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..spec.models import OpenAIModel
-from .base import Chunk, ModelCall, ProviderError, close_response
+from .base import Chunk, ModelCall, ProviderError, close_response, read_upstream
 from .sdk import classify, sdk, sdk_client
 
 
@@ -42,13 +42,15 @@ class ChatStream:
             raise classify(exc) from exc
 
     def __iter__(self) -> Iterator[Chunk]:
-        for line in self._response.iter_lines():
+        for line in read_upstream(self._response.iter_lines(), "openai"):
             if not line.startswith("data:"):
                 continue  # blank separators, comments, `event:` lines
             data = line[5:].strip()
             if data == "[DONE]":
                 return
             yield from _chunks(_event(data))
+        # A body that ends without the marker is a connection closed mid-answer.
+        raise ProviderError("openai: the stream ended without [DONE]", retryable=True)
 
     def close(self) -> None:
         close_response(self._response.http_response)

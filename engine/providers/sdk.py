@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
-from .base import Chunk, ProviderError, close_response, missing_package, status_error
+from .base import (
+    Chunk,
+    ProviderError,
+    close_response,
+    missing_package,
+    read_upstream,
+    upstream_error,
+)
 
 
 def sdk(package: str) -> Any:
@@ -38,23 +45,36 @@ def sdk_client(
 
 
 class SDKStream:
-    """An SDK's streaming response as chunks; `texts` picks the text out of each event."""
+    """An SDK's streaming response as chunks; `texts` picks the text out of each event.
 
-    def __init__(self, package: str, create: Callable[[], Any], texts: TextPicker) -> None:
-        self._errors: type[Exception] = sdk(package).APIError
-        self._texts = texts
+    The SDK's iterator simply stops when the body does, so a connection closed mid-answer
+    would look like a whole answer: only the event of type `end` (Anthropic's
+    `message_stop`) shows that the model finished.
+    """
+
+    def __init__(
+        self, package: str, create: Callable[[], Any], texts: TextPicker, end: str
+    ) -> None:
+        self._package = package
+        self._texts, self._end = texts, end
+        errors: type[Exception] = sdk(package).APIError
         try:
             self._stream = create()
-        except self._errors as exc:
+        except errors as exc:
             raise classify(exc) from exc
 
     def __iter__(self) -> Iterator[Chunk]:
-        try:
-            for event in self._stream:
-                for text in self._texts(event):
-                    yield Chunk(text)
-        except self._errors as exc:
-            raise classify(exc) from exc
+        ended = False
+        # Read on to the end of the body after the end event, so the connection goes back
+        # to the pool instead of being shut down by `close`.
+        for event in read_upstream(self._stream, self._package):
+            ended = ended or event.type == self._end
+            for text in self._texts(event):
+                yield Chunk(text)
+        if not ended:
+            raise ProviderError(
+                f"{self._package}: the stream ended without {self._end}", retryable=True
+            )
 
     def close(self) -> None:
         close_response(self._stream.response)
@@ -65,10 +85,4 @@ TextPicker = Callable[[Any], Iterator[str]]
 
 def classify(exc: Exception) -> ProviderError:
     """Map an SDK error to a ProviderError: retryable or not, configuration or not."""
-    status = getattr(exc, "status_code", None)
-    name = type(exc).__module__.split(".")[0]
-    if isinstance(status, int) and status >= 400:
-        return status_error(name, status, getattr(exc, "message", exc))
-    # Timeouts, dropped connections, and errors sent inside a 200 stream (such as
-    # Anthropic's `overloaded_error` event): the request was fine, another try may work.
-    return ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=True, status=status)
+    return upstream_error(type(exc).__module__.split(".")[0], exc)
