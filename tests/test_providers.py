@@ -6,6 +6,7 @@ Each test checks the exact request the SDK put on the wire and the chunks that c
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -313,3 +314,26 @@ def test_a_cut_connection_is_a_retryable_provider_error(every_api: FakeLLM) -> N
         list(stream)
     assert failure.value.retryable
     assert "RemoteProtocolError" in failure.value.detail
+
+
+def test_an_emoji_split_across_chunks_arrives_whole(every_api: FakeLLM) -> None:
+    """Each half is sent as a JSON escape (`"\\ud83d"`), as some servers split them."""
+    every_api.script(chunks("I ", "\ud83d", "\ude00 you", "a\ude00b", "end \ud83d"))
+    got = texts(model_for(every_api), call(("user", "hi")))
+    assert got == ["I ", "\U0001f600 you", "a\ufffdb", "end ", "\ufffd"]
+    assert "".join(got).encode()  # all of it is text an encoder writes
+
+
+def test_lone_surrogates_in_the_request_are_sent_as_text(every_api: FakeLLM) -> None:
+    """Half an emoji in a prompt (a template's string escape can write one): the request
+    is sent, with the halves joined or replaced, not refused by the encoder on every try."""
+    model_call = call(
+        ("user", "pair \ud83d\ude00 and lone \udc00"),
+        system="Prompt \ud800",
+        sampling=Sampling(stop=("\ud800",)),
+    )
+    assert texts(model_for(every_api), model_call) == ["Hello", " world"]
+    (request,) = every_api.requests
+    sent = json.dumps(request.body, ensure_ascii=False)
+    assert "Prompt \ufffd" in sent
+    assert "pair \U0001f600 and lone \ufffd" in sent

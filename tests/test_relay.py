@@ -17,7 +17,7 @@ import pytest
 
 from engine.compiled import CompiledBot, CompiledModel
 from engine.protocol.events import Done, Error, Event, KeepAlive, Meta, Text
-from engine.protocol.guard import guarded
+from engine.protocol.guard import UNEXPECTED, guarded
 from engine.protocol.requests import parse_query
 from engine.providers import open_stream
 from engine.providers.base import ChatMessage, Chunk, ModelCall
@@ -30,6 +30,7 @@ from engine.providers.relay import (
     Tick,
     stream_chain,
 )
+from engine.providers.scripted import ScriptedStream
 from engine.runtime import run
 from engine.spec.models import OpenAIModel
 
@@ -320,6 +321,66 @@ def test_a_body_that_ends_without_message_stop_before_text_is_retried(second: Fa
     bot = llm_bot(model(second, retries=1))
     assert visible(list(answer(bot))) == [Meta(), Text("whole"), Done()]
     assert len(second.requests) == 2
+
+
+def test_a_lone_surrogate_in_the_system_prompt_reaches_the_model_once(first: FakeLLM) -> None:
+    """A template can write any code point, half an emoji too (a Jinja string escape here);
+    the request carries U+FFFD instead, on the first try, rather than failing to encode
+    three times and blaming the model."""
+    first.script(chunks("fine"))
+    system = r'Be kind {{ "\ud800" }}, {{ "\ud83d\ude00" }}'
+    bot = llm_bot(model(first, retries=2), llm={"system": system})
+    assert visible(list(answer(bot))) == [Meta(), Text("fine"), Done()]
+    (request,) = first.requests
+    assert request.messages[0] == {"role": "system", "content": "Be kind \ufffd, \U0001f600"}
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+        TypeError("create() got an unexpected keyword argument 'temperature'"),
+        KeyError("content"),
+    ],
+)
+def test_a_local_bug_is_reported_once_not_retried_as_an_outage(
+    first: FakeLLM, second: FakeLLM, bug: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine's own failure before any request: no retry, no fallback, no "try again"."""
+    calls: list[str] = []
+
+    def opener(model: CompiledModel, call: ModelCall) -> Any:
+        calls.append(model.label)
+        raise bug
+
+    bot = llm_bot(model(first, retries=2), model(second, retries=2))
+    request = parse_query(query(user("hi")))
+    events = visible(list(guarded(run(bot, request, opener=opener, timing=FAST), bot.name)))
+    assert events == [Meta(), Error(UNEXPECTED, allow_retry=False), Done()]
+    assert calls == ["openai:gpt-a"]
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.exc_info is not None and record.exc_info[1] is bug  # with its traceback
+    assert "relay-test" in record.getMessage()
+
+
+def test_a_bug_in_generated_suggestions_leaves_the_answer_standing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[ModelCall] = []
+
+    def opener(model: CompiledModel, call: ModelCall) -> Any:
+        calls.append(call)
+        if len(calls) == 2:
+            raise TypeError("a bug in the suggestion call")
+        return ScriptedStream("The answer.", 0, "all")
+
+    bot = llm_bot(openai_spec().model_dump(), suggest={"generate": 2})
+    request = parse_query(query(user("hi")))
+    events = visible(list(guarded(run(bot, request, opener=opener, timing=FAST), bot.name)))
+    assert events == [Meta(), Text("The answer."), Done()]
+    assert len(calls) == 2
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.exc_info is not None and "a bug in the suggestion call" in caplog.text
 
 
 # ---------------------------------------------------------------------------- keep-alive

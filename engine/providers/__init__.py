@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from ..compiled import CompiledModel
 from ..spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
-from .base import ChunkStream, ModelCall, ProviderError
+from .base import ChunkStream, ModelCall, ProviderError, WholeText, clean_call
 from .scripted import ScriptedStream, reply_for_turn
 
 __all__ = ["ChunkStream", "ModelCall", "ProviderError", "open_stream", "preload"]
@@ -26,7 +26,15 @@ def preload(providers: Iterable[str]) -> None:
 
 
 def open_stream(model: CompiledModel, call: ModelCall) -> ChunkStream:
-    """Start the model's answer; raises ProviderError when it cannot start."""
+    """Start the model's answer; raises ProviderError when it cannot start.
+
+    Text crosses this edge as text, both ways: the call's and the answer's surrogates
+    are paired or replaced (`clean_call`, `WholeText`).
+    """
+    return WholeText(_open(model, clean_call(call)))
+
+
+def _open(model: CompiledModel, call: ModelCall) -> ChunkStream:
     spec = model.spec
     if isinstance(spec, ScriptedModel):
         return ScriptedStream(reply_for_turn(spec.replies, call.turn), spec.delay, spec.chunk)

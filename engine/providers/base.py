@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from ..errors import EngineError
+from ..text import REPLACEMENT, clean_text
 
 Role = Literal["user", "assistant"]
 
@@ -79,6 +80,55 @@ class ChunkStream(Protocol):
     def __iter__(self) -> Iterator[Chunk]: ...
 
     def close(self) -> None: ...
+
+
+def clean_call(call: ModelCall) -> ModelCall:
+    """The call with every text an encoder can write: a lone surrogate in a prompt (a
+    template can write one: `{{ "\\ud800" }}`) would fail the request before it left."""
+    system = clean_text(call.system) if call.system else call.system
+    messages = tuple(
+        message
+        if (text := clean_text(message.content)) is message.content
+        else ChatMessage(message.role, text)
+        for message in call.messages
+    )
+    stop = tuple(map(clean_text, call.sampling.stop))
+    if system is call.system and messages == call.messages and stop == call.sampling.stop:
+        return call
+    return replace(
+        call, system=system, messages=messages, sampling=replace(call.sampling, stop=stop)
+    )
+
+
+class WholeText:
+    """A stream whose chunks are valid text, whatever the model sent.
+
+    A model may split an emoji's two escaped UTF-16 halves (`"\\ud83d"`, `"\\ude00"`)
+    across chunks, and JSON decodes each half as a lone surrogate, which no encoder
+    writes. A chunk ending in a high surrogate keeps it back to join the next chunk's
+    low one; any surrogate still alone becomes U+FFFD.
+    """
+
+    def __init__(self, stream: ChunkStream) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Chunk]:
+        held = ""
+        for chunk in self._stream:
+            text = chunk.text if chunk.replace else held + chunk.text
+            held = ""
+            if text and "\ud800" <= text[-1] <= "\udbff":
+                text, held = text[:-1], text[-1]
+            text = clean_text(text)
+            if text is chunk.text:
+                yield chunk
+            elif text or chunk.replace:
+                yield Chunk(text, chunk.replace)
+        if held:
+            yield Chunk(REPLACEMENT)
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 Item = TypeVar("Item")

@@ -58,6 +58,11 @@ class RelayTiming:
 
 
 _DONE = object()
+# What Python raises for a mistake in code, never for a network or a server: providers turn
+# every failure of the upstream into a ProviderError, so one of these that still reaches the
+# relay (a text the request encoder refuses, a wrong argument) is a bug. Retrying it would
+# only repeat it, and call it an outage.
+LOCAL_BUGS = (AttributeError, LookupError, TypeError, ValueError)
 
 
 def stream_chain(
@@ -139,8 +144,8 @@ def _attempt(
                 continue
             if item is _DONE:
                 return
-            if isinstance(item, ProviderError):
-                raise item
+            if isinstance(item, Exception):
+                raise item  # a ProviderError, or a bug for the stream guard to report
             yield item
     finally:
         stop.set()
@@ -173,9 +178,9 @@ def _produce(
                 return
             handover.put(chunk)
         handover.put(_DONE)
-    except ProviderError as exc:
+    except (ProviderError, *LOCAL_BUGS) as exc:
         handover.put(exc)
-    except Exception as exc:  # a malformed stream, an SDK surprise: retryable, logged
+    except Exception as exc:  # an SDK surprise: retryable, logged
         if not stop.is_set():
             handover.put(
                 ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True)

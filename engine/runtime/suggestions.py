@@ -61,6 +61,9 @@ def generated(
     except ModelFailure as failure:
         log.warning("bot %s: suggested replies failed: %s", scope.bot.name, failure.detail)
         return
+    except Exception:  # a bug (the relay reports it as one), but the answer is whole
+        log.exception("bot %s: suggested replies failed unexpectedly", scope.bot.name)
+        return
     for suggestion in parse_suggestions(text, plan.count):
         yield Suggest(suggestion)
 
