@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from ..errors import EngineError
-from ..text import clean_data
+from ..text import clean_data, clean_text
 
 # Names seed-style clients use for the real request types.
 TYPE_ALIASES = {"message": "query", "settings_update": "settings", "error": "report_error"}
@@ -110,7 +110,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     if _MAYBE_SURROGATE.search(body) is not None:
-        data = clean_data(data)
+        return {clean_text(key): clean_data(value) for key, value in data.items()}
     return data
 
 
