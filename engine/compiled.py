@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .expressions import Condition
+from .patterns import Pattern
 from .spec import Bot, ErrorType
 from .spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
 from .templates import Renderable
@@ -106,7 +106,7 @@ class CompiledInput:
 
     min_length: int | None
     max_length: int | None
-    reject: tuple[re.Pattern[str], ...]
+    reject: tuple[Pattern, ...]
     attachments_required: bool
     attachments_max: int | None
     attachment_types: tuple[str, ...] | None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 import jmespath
@@ -13,11 +12,7 @@ from jmespath import exceptions as jp_errors
 from jmespath import functions
 
 from .errors import ExpressionError
-
-
-@lru_cache(maxsize=1024)
-def _pattern(source: str) -> re.Pattern[str]:
-    return re.compile(source)
+from .patterns import PatternError, compile_pattern
 
 
 class EngineFunctions(functions.Functions):
@@ -25,7 +20,7 @@ class EngineFunctions(functions.Functions):
 
     @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
     def _func_regex(self, subject: str | None, pattern: str) -> bool:
-        return subject is not None and _pattern(pattern).search(subject) is not None
+        return subject is not None and compile_pattern(pattern).found_in(subject)
 
     @functions.signature({"types": ["string"]})
     def _func_lower(self, subject: str) -> str:
@@ -141,8 +136,9 @@ def _check_call(source: str, node: dict[str, Any], seen: dict[str, int]) -> None
         )
     if name == "regex":
         if args[1].get("type") != "literal":
-            # Python's `re` has no time limit: a pattern chosen by a user (a parameter, a
-            # message) could backtrack for minutes and stall every conversation of a worker.
+            # RE2 runs in time linear in the text, but its cost grows with the pattern too,
+            # and a user's pattern would make every condition a compile: patterns are the
+            # bot author's.
             raise ExpressionError(
                 "regex() takes its pattern as a literal like '(?i)refund', "
                 "never from the conversation",
@@ -156,11 +152,12 @@ def _check_regex_literal(source: str, pattern: Any, offset: Callable[[], int]) -
     if not isinstance(pattern, str):
         raise ExpressionError("regex() needs its pattern as a string", offset())
     try:
-        _pattern(pattern)  # the same cache the runtime uses: compiled once, here
-    except re.error as exc:
+        compile_pattern(pattern)  # the same cache the runtime uses: compiled once, here
+    except PatternError as exc:
         raise ExpressionError(
-            f"invalid regular expression {pattern!r}: {exc.msg}",
-            _pattern_offset(source, pattern, offset(), exc.pos or 0),
+            f"invalid regular expression {pattern!r}: {exc.reason}",
+            _pattern_offset(source, pattern, offset(), exc.offset),
+            exc.hint,
         ) from None
 
 

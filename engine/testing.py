@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .compiled import CompiledBot, CompiledModel
+from .patterns import compile_pattern
 from .protocol.events import Error, Event
 from .protocol.guard import guarded
 from .protocol.requests import Message, QueryRequest
@@ -149,7 +149,7 @@ def check(expect: Expect, result: Answer) -> list[str]:
             failures.append(f"expected the answer not to contain {needle!r}; got {text!r}")
     if expect.equals is not None and text != expect.equals:
         failures.append(f"expected the answer {expect.equals!r}; got {text!r}")
-    if expect.regex is not None and not re.search(expect.regex, text):
+    if expect.regex is not None and not compile_pattern(expect.regex).found_in(text):
         failures.append(f"expected the answer to match /{expect.regex}/; got {text!r}")
     if expect.suggested is not None and result.suggestions != expect.suggested:
         failures.append(f"expected suggested replies {expect.suggested}; got {result.suggestions}")

@@ -64,7 +64,7 @@ def test_search_values(source: str, expected: Any) -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        # regex: Python's re.search, so anywhere in the text, flags inline.
+        # regex: RE2 syntax, found anywhere in the text, flags inline.
         ("regex(message, 'REFUND')", True),
         ("regex(message, 'refund')", False),
         ("regex(message, '(?i)refund')", True),
@@ -74,6 +74,10 @@ def test_search_values(source: str, expected: Any) -> None:
         ("regex(message, '')", True),
         ("regex(params.missing, '.*')", False),
         ("regex(user.id, '^u-\\d$')", True),
+        # RE2, not Python's re: \p classes and \z exist, $ is the very end of the text
+        ("regex(message, '\\p{Lu}\\pL+ \\pL')", True),
+        ("regex(message, '\\?  \\z')", True),
+        ("regex('a\n', 'a$')", False),
         # case and whitespace helpers
         ("lower(message)", "  hello world, where is my refund?  "),
         ("upper(language)", "EN"),
@@ -188,28 +192,43 @@ def test_wrong_types_at_runtime_raise_jmespath_type_errors(source: str) -> None:
         ),
         (
             "regex(message, '(?i)ab(')",
-            "invalid regular expression '(?i)ab(': missing ), unterminated subpattern",
+            "invalid regular expression '(?i)ab(': missing ), unterminated group",
             22,
             None,
         ),
         (
             "regex(message, 'a') && regex(message, 'b[')",
-            "invalid regular expression 'b[': unterminated character set",
+            "invalid regular expression 'b[': missing ], unterminated character class",
             40,
             None,
         ),
         (
             "history[?regex(content, '(')]",
-            "invalid regular expression '(': missing ), unterminated subpattern",
+            "invalid regular expression '(': missing ), unterminated group",
             25,
             None,
         ),
         (
             # A JSON literal is not found in the text: the caret goes to the call.
             'turn > `1` && regex(message, `"("`)',
-            "invalid regular expression '(': missing ), unterminated subpattern",
+            "invalid regular expression '(': missing ), unterminated group",
             14,
             None,
+        ),
+        (
+            # What Python's re runs and RE2 cannot: the error says why and what to write.
+            "regex(message, 'x(?<=a)')",
+            "invalid regular expression 'x(?<=a)': lookbehind (?<=...) is not supported",
+            17,
+            "bots' regular expressions use RE2 syntax, which runs in linear time; "
+            "match the text before it too, or check it separately",
+        ),
+        (
+            "regex(message, '(a)\\1')",
+            "invalid regular expression '(a)\\\\1': backreference \\1 is not supported",
+            19,
+            "bots' regular expressions use RE2 syntax, which runs in linear time; "
+            "spell out the repeated text",
         ),
         ("regex(message, `1`)", "regex() needs its pattern as a string", 0, None),
         (

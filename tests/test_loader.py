@@ -249,14 +249,14 @@ def test_value_rules(text: str, expected: str) -> None:
         (
             "  reject: ['ab(c']",
             "bot.yaml:4:15: input.reject[0]: invalid regular expression: "
-            "missing ), unterminated subpattern\n"
+            "missing ), unterminated group\n"
             "    ab(c\n"
             "      ^",
         ),
         (
             '  reject: ["ok", "ab[c"]',
             "bot.yaml:4:21: input.reject[1]: invalid regular expression: "
-            "unterminated character set\n"
+            "missing ], unterminated character class\n"
             "    ab[c\n"
             "      ^",
         ),
@@ -265,14 +265,14 @@ def test_value_rules(text: str, expected: str) -> None:
             # the file: the caret column still lands on the character written in the file.
             "  reject: ['it''s(']",
             "bot.yaml:4:18: input.reject[0]: invalid regular expression: "
-            "missing ), unterminated subpattern\n"
+            "missing ), unterminated group\n"
             "    it's(\n"
             "        ^",
         ),
         (
             '  reject: ["\\\\d+("]',
             "bot.yaml:4:17: input.reject[0]: invalid regular expression: "
-            "missing ), unterminated subpattern\n"
+            "missing ), unterminated group\n"
             "    \\d+(\n"
             "       ^",
         ),
@@ -282,8 +282,34 @@ def test_value_rules(text: str, expected: str) -> None:
             "    ab)c\n"
             "      ^",
         ),
+        (
+            # Python's re runs it, RE2 cannot: the error says why and what to write instead.
+            "  reject: ['(?i)pass(?!word)']",
+            "bot.yaml:4:21: input.reject[0]: invalid regular expression: negative lookahead "
+            "(?!...) is not supported (bots' regular expressions use RE2 syntax, which runs in "
+            "linear time; check what must be absent separately, like !regex(...) in a route's "
+            "condition)\n"
+            "    (?i)pass(?!word)\n"
+            "            ^",
+        ),
+        (
+            '  reject: ["(\\\\w)\\\\1"]',
+            "bot.yaml:4:18: input.reject[0]: invalid regular expression: backreference \\1 is "
+            "not supported (bots' regular expressions use RE2 syntax, which runs in linear time; "
+            "spell out the repeated text)\n"
+            "    (\\w)\\1\n"
+            "        ^",
+        ),
     ],
-    ids=["single-quoted", "double-quoted", "doubled-quote", "escaped-backslash", "plain"],
+    ids=[
+        "single-quoted",
+        "double-quoted",
+        "doubled-quote",
+        "escaped-backslash",
+        "plain",
+        "lookahead",
+        "backreference",
+    ],
 )
 def test_bad_regex_in_reject_has_a_caret_inside_the_string(reject: str, expected: str) -> None:
     assert_error(yaml("routes:", "  - reply: hi", "input:", reject), expected)
@@ -294,7 +320,7 @@ def test_bad_regex_in_a_test_expectation() -> None:
     assert_error(
         text,
         "bot.yaml:5:23: tests[0].expect.regex: invalid regular expression: "
-        "missing ), unterminated subpattern\n"
+        "missing ), unterminated group\n"
         "    a(b\n"
         "     ^",
     )
@@ -337,16 +363,25 @@ def test_bad_regex_in_a_test_expectation() -> None:
         (
             "\"regex(message, '(?i)ab(')\"",
             "bot.yaml:2:32: routes[0].if: invalid regular expression '(?i)ab(': "
-            "missing ), unterminated subpattern\n"
+            "missing ), unterminated group\n"
             "    regex(message, '(?i)ab(')\n"
             "                          ^",
         ),
         (
             "\"regex(message, 'a') && regex(message, 'b[')\"",
             "bot.yaml:2:50: routes[0].if: invalid regular expression 'b[': "
-            "unterminated character set\n"
+            "missing ], unterminated character class\n"
             "    regex(message, 'a') && regex(message, 'b[')\n"
             "                                            ^",
+        ),
+        (
+            "\"regex(message, '^(?=.*\\\\d)\\\\w+$')\"",
+            "bot.yaml:2:27: routes[0].if: invalid regular expression '^(?=.*\\\\d)\\\\w+$': "
+            "lookahead (?=...) is not supported (bots' regular expressions use RE2 syntax, "
+            "which runs in linear time; match the text that follows too, or check it "
+            "separately)\n"
+            "    regex(message, '^(?=.*\\d)\\w+$')\n"
+            "                     ^",
         ),
         (
             '"message == "',
@@ -377,6 +412,7 @@ def test_bad_regex_in_a_test_expectation() -> None:
         "arity-of-a-later-call",
         "regex-literal",
         "second-regex-call",
+        "regex-lookahead",
         "ends-early",
         "unclosed-string",
         "empty",

@@ -249,6 +249,44 @@ def test_input_rules_run_before_any_route(make_bot: MakeBot) -> None:
     assert error_of(answer(bot, user("a refund"))).text == "Sorry, I can't accept that message."
 
 
+# Issue 7, point 3: Python's re tried 2^n ways to split n letters between `(a+)` and `+`,
+# which held a worker for 8-9 s at n = 30 until gunicorn killed it. RE2 reads the message
+# once. At n = 100 backtracking would never finish, so the timeout (far above RE2's time
+# even on a busy machine) turns the old behaviour into a failure instead of a hang.
+HOSTILE = """
+    name: hostile
+    input: {reject: ['^(b+)+$']}
+    routes:
+      - if: "regex(message, '(a+)+$')"
+        reply: only a's
+      - reply: "answered: {{ message | length }} characters"
+"""
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("a" * 100 + "!", "answered: 101 characters"),
+        ("b" * 100 + "!", "answered: 101 characters"),
+        ("a" * 100, "only a's"),
+        # The body limit's worth of text: still one pass.
+        ("a" * (1 << 20) + "!", f"answered: {(1 << 20) + 1} characters"),
+    ],
+    ids=["condition", "reject", "condition-matches", "one-mib"],
+)
+def test_hostile_messages_are_answered_without_backtracking(
+    make_bot: MakeBot, message: str, expected: str
+) -> None:
+    assert text_of(answer(make_bot(HOSTILE), user(message))) == expected
+
+
+@pytest.mark.timeout(10)
+def test_a_hostile_message_matching_a_reject_pattern_is_refused(make_bot: MakeBot) -> None:
+    events = answer(make_bot(HOSTILE), user("b" * 100))
+    assert error_of(events).text == "Sorry, I can't accept that message."
+
+
 # ---------------------------------------------------------------------------- context
 
 

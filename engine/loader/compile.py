@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from ..compiled import (
 )
 from ..errors import SpecError
 from ..expressions import Condition
+from ..patterns import compile_pattern
 from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.poe_settings import ParameterControls
 from ..spec.routes import GenerateSuggestions as SpecGenerate
@@ -171,7 +171,7 @@ class Compiler:
         return CompiledInput(
             min_length=rules.min_length,
             max_length=rules.max_length,
-            reject=tuple(re.compile(pattern) for pattern in rules.reject),
+            reject=tuple(compile_pattern(pattern) for pattern in rules.reject),
             attachments_required=bool(attachments and attachments.required),
             attachments_max=attachments.max if attachments else None,
             attachment_types=tuple(attachments.types)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from ..patterns import PatternError
 from ..spec import Bot
 
 _TYPE_NAMES = {
@@ -76,7 +77,9 @@ def message_for(error: ErrorDetails) -> tuple[str, str | None]:
     if kind == "string_pattern_mismatch":
         return f"got {describe(value)}; {_pattern_advice(error)}", None
     if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, "), None
+        cause = error.get("ctx", {}).get("error")
+        hint = cause.hint if isinstance(cause, PatternError) else None
+        return str(error["msg"]).removeprefix("Value error, "), hint
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         expected = str(ctx.get("expected_tags", ""))

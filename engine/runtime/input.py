@@ -33,7 +33,7 @@ def _violation(
         )
     if rules.min_length is not None and length < rules.min_length:
         return f"Your message is too short (at least {rules.min_length:,} characters).", None
-    if any(pattern.search(message) for pattern in rules.reject):
+    if any(pattern.found_in(message) for pattern in rules.reject):
         return "Sorry, I can't accept that message.", None
     return _attachment_violation(rules, attachments)
 

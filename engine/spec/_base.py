@@ -7,6 +7,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..patterns import PatternError, compile_pattern
+
+__all__ = ["ENV_REF", "EnvRef", "Expr", "PatternError", "Regex", "StrictModel", "Template"]
+
 # A bot author writes these as plain strings; the loader compiles them once.
 # The json_schema_extra "format" tells editors (and our compile step) what they hold.
 Template = Annotated[
@@ -21,20 +25,8 @@ Expr = Annotated[
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-class PatternError(ValueError):
-    """A regular expression that does not compile; the loader shows a caret at `offset`."""
-
-    def __init__(self, pattern: str, exc: re.error) -> None:
-        super().__init__(f"invalid regular expression: {exc.msg}")
-        self.pattern = pattern
-        self.offset = exc.pos if exc.pos is not None else 0
-
-
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise PatternError(pattern, exc) from None
+    compile_pattern(pattern)  # PatternError: the loader shows a caret at its offset
     return pattern
 
 

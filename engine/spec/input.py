@@ -40,7 +40,8 @@ class InputRules(StrictModel):
     )
     reject: list[Regex] = Field(
         default_factory=list,
-        description="Messages matching any of these Python regular expressions are refused.",
+        description="Messages in which any of these regular expressions (RE2 syntax) is found "
+        "are refused.",
     )
     attachments: AttachmentRules | None = Field(None, description="Rules for attached files.")
     invalid: Template | None = Field(

@@ -34,7 +34,9 @@ class Expect(StrictModel):
         None, description="Text(s) the answer must not contain."
     )
     equals: str | None = Field(None, description="The whole answer, exactly.")
-    regex: Regex | None = Field(None, description="A Python regex the answer matches.")
+    regex: Regex | None = Field(
+        None, description="A regular expression (RE2 syntax) found in the answer."
+    )
     suggested: list[str] | None = Field(
         None, description="The suggested replies, exactly and in order."
     )
