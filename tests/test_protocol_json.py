@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from engine.protocol.events import Data, Done, Error, Event, File, Meta, Replace, Suggest, Text
 from engine.protocol.jsonshape import aggregate
+from engine.web.disconnect import until_gone
 
 from ._poe import AUTH, names, parse_sse, query, user
 
@@ -92,6 +93,14 @@ def test_accept_json_gets_the_aggregated_answer(example_client: FlaskClient) -> 
         "suggested_replies": ["Start a refund", "How long is shipping?"],
         "isFinalResponse": True,
     }
+
+
+def test_without_a_gevent_socket_the_answer_is_not_watched() -> None:
+    """Flask's test client (or any server without gunicorn's socket): nothing to wait on,
+    so the events pass through untouched and a disconnect is noticed at the next write."""
+    events = iter([Meta(flush=True), Text("a"), Done()])
+    assert until_gone(events, {}, "bot") is events
+    assert until_gone(events, {"gunicorn.socket": object()}, "bot") is events
 
 
 def test_json_and_sse_answers_agree(example_client: FlaskClient) -> None:

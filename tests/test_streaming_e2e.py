@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import socket
 import textwrap
 import threading
 import time
@@ -26,8 +27,8 @@ from . import _server
 from ._poe import query, user
 from ._sdk import client as poe_client
 from ._sdk import types as poe_types
-from ._server import Server, free_port
-from .fake_llm import FakeLLM, Reply, chunks
+from ._server import Server, free_port, wait_for
+from .fake_llm import FakeLLM, Reply, chunks, wait_until
 
 SHARED_KEY = "S" * 32  # the callers' key, which the callee also uses (see the callee's file)
 STREAMER_KEY = "T" * 32
@@ -100,6 +101,13 @@ BOTS = {
         model: {provider: openai, name: gpt-e2e, retries: 0, timeout: {total: 20}}
         routes:
           - llm: {system: You stream.}
+        """,
+    "suggester.yaml": """\
+        access_key: ${STREAMER_KEY}
+        model: {provider: openai, name: gpt-e2e, retries: 0, timeout: {total: 20}}
+        routes:
+          - llm: {system: You stream.}
+            suggest: {generate: 2}
         """,
     # The callee is called with the caller's key, as Poe's bot API would be: so here it
     # shares it, and refuses everyone else.
@@ -280,6 +288,112 @@ def test_a_client_that_leaves_closes_the_model_call(setup: Setup) -> None:
     gone = setup.openai.wait_for_disconnect(timeout=6.0)
     assert gone - left < 6.0
     assert not setup.openai.requests[-1].completed
+
+
+def test_a_client_that_leaves_during_a_silence_closes_the_model_call_at_once(
+    setup: Setup,
+) -> None:
+    """No waiting for a keep-alive write to fail: the server watches the connection."""
+    setup.openai.script(Reply(chunks=("late",), delay=8))
+    mark = setup.server.mark()
+    reader = SSEReader(setup.server, "streamer", query(user("go")), STREAMER_KEY)
+    assert next(iter(reader)).name == "meta"
+    setup.openai.wait_for_requests(1)
+    record = setup.openai.requests[-1]
+    left = time.monotonic()
+    reader.close()
+    gone = setup.openai.wait_for_disconnect(setup.openai.requests.index(record), timeout=3.0)
+    assert gone - left < 0.5  # a keep-alive comes every second; two writes notice a close
+    wait_for(lambda: "the client went away" in setup.server.log_since(mark), "the log")
+
+
+# ---------------------------------------------------------------------------- JSON mode
+
+
+def post_json(setup: Setup, connection: http.client.HTTPConnection, bot: str, text: str) -> None:
+    headers = {**setup.server.headers(STREAMER_KEY), "Accept": "application/json"}
+    connection.request("POST", f"/{bot}", json.dumps(query(user(text))), headers)
+
+
+def test_a_json_client_gets_the_whole_model_answer_and_keeps_its_connection(
+    setup: Setup,
+) -> None:
+    setup.openai.script(
+        chunks("Hello ", "there", delay=0.05), chunks("Next?\nMore"), chunks("Again")
+    )
+    connection = setup.server.connect()
+    try:
+        post_json(setup, connection, "suggester", "hi")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read()) == {
+            "messages": [{"type": "message", "text": "Hello there"}],
+            "suggested_replies": ["Next?", "More"],
+            "isFinalResponse": True,
+        }
+        post_json(setup, connection, "streamer", "again")  # the same connection, kept alive
+        response = connection.getresponse()
+        assert json.loads(response.read())["messages"] == [{"type": "message", "text": "Again"}]
+    finally:
+        connection.close()
+
+
+def test_a_json_client_that_leaves_closes_the_model_call_and_gets_no_suggestions(
+    setup: Setup,
+) -> None:
+    """The answer is gathered before any byte is written, so no failed write would ever
+    tell: without the watch, the model ran to its end and the suggestions were asked for."""
+    setup.openai.script(Reply(chunks=("first ", "never sent"), delay=[0, 3]))
+    before = len(setup.openai.requests)
+    mark = setup.server.mark()
+    connection = setup.server.connect()
+    post_json(setup, connection, "suggester", "go")
+    (record,) = setup.openai.wait_for_requests(before + 1)[before:]
+    wait_until(lambda: bool(record.sent), "the first chunk", 5.0)
+    left = time.monotonic()
+    connection.close()
+    gone = setup.openai.wait_for_disconnect(before, timeout=2.0)
+    assert gone - left < 0.5
+    assert not record.completed
+    wait_for(lambda: "the client went away" in setup.server.log_since(mark), "the log")
+    time.sleep(0.3)
+    assert len(setup.openai.requests) == before + 1, "suggestions were asked for nobody"
+
+
+def test_a_pipelined_request_is_not_taken_for_a_disconnect(setup: Setup) -> None:
+    """A request sent before the answer: readable data, so the client is still there."""
+    setup.openai.script(chunks("one ", "two", delay=[0, 0.6]), chunks("Next?"), chunks("three"))
+    before = len(setup.openai.requests)
+    headers = {**setup.server.headers(STREAMER_KEY), "Accept": "application/json"}
+    with socket.create_connection(("127.0.0.1", setup.server.port), timeout=10) as client:
+        client.sendall(raw_post("/suggester", query(user("first")), headers))
+        (record,) = setup.openai.wait_for_requests(before + 1)[before:]
+        wait_until(lambda: bool(record.sent), "the first chunk", 5.0)
+        client.sendall(raw_post("/streamer", query(user("second")), headers))
+        with client.makefile("rb") as replies:
+            first, second = read_json_response(replies), read_json_response(replies)
+    assert first["messages"] == [{"type": "message", "text": "one two"}]
+    assert first["suggested_replies"] == ["Next?"]
+    assert second["messages"] == [{"type": "message", "text": "three"}]
+    assert record.completed and record.disconnected is None
+
+
+def raw_post(path: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
+    data = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(data)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+def read_json_response(replies: Any) -> Any:
+    status = replies.readline()
+    assert status.startswith(b"HTTP/1.1 200"), status
+    length = 0
+    while (line := replies.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return json.loads(replies.read(length))
 
 
 def test_the_official_client_reads_a_model_answer_without_complaint(setup: Setup) -> None:

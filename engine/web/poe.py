@@ -21,6 +21,7 @@ from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
 from ..runtime import run
+from .disconnect import until_gone
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -106,6 +107,8 @@ class PoeEndpoint:
 
     def _query(self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment) -> Reply:
         events = guarded(run(bot, parse_query(data), timing=self._timing), bot.name)
+        # Both modes stop the bot (and its model call) as soon as the client leaves.
+        events = until_gone(events, environ, bot.name)
         if _wants_json(environ):
             return Reply(200, [json.dumps(jsonshape.aggregate(events)).encode()])
         return Reply(200, encoded(events), sse.CONTENT_TYPE, sse.HEADERS)
