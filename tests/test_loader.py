@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import pytest
 
 from engine.errors import SpecError
 from engine.loader import LoadReport, bot_files, load_paths, load_text
+from engine.loader.yaml_marks import MAX_DEPTH
 from engine.spec.routes import ACTION_KEYS
+
+from .conftest import run_python
 
 NEEDS_ONE_ACTION = "a route needs exactly one action: " + " or ".join(ACTION_KEYS)
 FALLBACK = ["  - reply: fallback"]
@@ -968,3 +972,270 @@ def test_structural_and_template_errors_are_reported_together() -> None:
         "    {{ mesage }}\n"
         "       ^",
     )
+
+
+# --- hostile YAML: located errors in bounded time and memory (issue 7.6) ----------------
+# Each of these printed a traceback, crashed or ran without end before the loader read
+# libyaml's events itself (engine/loader/yaml_marks.py).
+
+TAG_HINT = "or quote the value to keep it as text)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("name: !!int abc"),
+            "bot.yaml:1:7: name: cannot read !!int 'abc' as an integer "
+            f"(remove the tag !!int, {TAG_HINT}",
+        ),
+        (
+            yaml("name: !!float abc"),
+            "bot.yaml:1:7: name: cannot read !!float 'abc' as a number "
+            f"(remove the tag !!float, {TAG_HINT}",
+        ),
+        (
+            yaml("name: !!timestamp x"),
+            "bot.yaml:1:7: name: cannot read !!timestamp 'x' as a date or time "
+            f"(remove the tag !!timestamp, {TAG_HINT}",
+        ),
+        (
+            yaml("name: !!bool maybe"),
+            "bot.yaml:1:7: name: cannot read !!bool 'maybe' as true or false "
+            f"(remove the tag !!bool, {TAG_HINT}",
+        ),
+        (
+            yaml("routes:", "  - !!int x: 1"),
+            "bot.yaml:2:5: routes[0]: cannot read !!int 'x' as an integer "
+            f"(remove the tag !!int, {TAG_HINT}",
+        ),
+        (
+            yaml("name: 2024-13-45"),
+            "bot.yaml:1:7: name: cannot read '2024-13-45' as a date or time: month must be in "
+            "1..12 (quote the value to keep it as text)",
+        ),
+        (
+            yaml("name: " + "9" * 5000),
+            "bot.yaml:1:7: name: cannot read an integer of 5,000 characters: Python reads at "
+            "most 4,300 digits (quote the value to keep it as text)",
+        ),
+        (  # sexagesimal, 1:1:1...: reading it took time growing with the square of its length
+            yaml("name: 1" + ":1" * 300_000),
+            "bot.yaml:1:7: name: cannot read an integer of 600,001 characters: Python reads at "
+            "most 4,300 digits (quote the value to keep it as text)",
+        ),
+    ],
+    ids=["int", "float", "timestamp", "bool", "tagged-key", "bad-date", "long-int", "sexagesimal"],
+)
+def test_values_yaml_cannot_read_are_located_errors(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("name: !custom v"),
+            f"bot.yaml:1:7: name: the YAML tag '!custom' is not supported (remove it, {TAG_HINT}",
+        ),
+        (
+            yaml("name: !!python/name:os.system ''"),
+            "bot.yaml:1:7: name: the YAML tag '!!python/name:os.system' is not supported "
+            f"(remove it, {TAG_HINT}",
+        ),
+        (
+            yaml("routes: !!python/object/apply:os.system [echo]"),
+            "bot.yaml:1:9: routes: the YAML tag '!!python/object/apply:os.system' is not "
+            "supported on a list (remove it)",
+        ),
+        (
+            yaml("name: !!binary aGk="),
+            f"bot.yaml:1:7: name: the YAML tag '!!binary' is not supported (remove it, {TAG_HINT}",
+        ),
+        (
+            yaml("routes: !!set {a}"),
+            "bot.yaml:1:9: routes: the YAML tag '!!set' is not supported on a mapping (remove it)",
+        ),
+        (
+            yaml("routes: !!str {a: 1}"),
+            "bot.yaml:1:9: routes: the YAML tag '!!str' is not supported on a mapping (remove it)",
+        ),
+    ],
+    ids=["local", "python-name", "python-apply", "binary", "set", "str-on-a-mapping"],
+)
+def test_only_yaml_plain_tags_are_read(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("routes:", "  - <<: 5"),
+            "bot.yaml:2:9: routes[0].<<: `<<` merges a mapping or a list of mappings, not 5 "
+            "(write `<<: *name`, naming an anchored mapping)",
+        ),
+        (
+            yaml("base: &b {reply: hi}", "routes:", "  - <<: [*b, 3]"),
+            "bot.yaml:3:14: routes[0].<<[1]: `<<` merges a mapping or a list of mappings, not 3 "
+            "(write `<<: *name`, naming an anchored mapping)",
+        ),
+    ],
+    ids=["number", "number-in-a-list"],
+)
+def test_a_merge_key_takes_mappings_only(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+def test_a_mapping_merged_through_a_second_alias_has_no_false_duplicate() -> None:
+    # PyYAML's merge rewrote the anchored node, so the second alias saw `say` twice.
+    text = yaml(
+        "routes: [{reply: hello}]",
+        "tests:",
+        "  - &first",
+        "    <<: {say: bye, expect: {equals: hello}}",
+        "    say: hi",
+        "  - *first",
+    )
+    bot, found = load_text(text, "bot.yaml", {})
+    assert found == []
+    assert bot is not None
+    assert [case.say for case in bot.spec.tests] == ["hi", "hi"]
+
+
+def nested(levels: int) -> str:
+    """A bot whose test params nest lists until the document is `levels` deep."""
+    inner = "[" * (levels - 4) + "]" * (levels - 4)  # the root, tests, a test and params: 4
+    return yaml("routes: [{reply: hi}]", f"tests: [{{say: hi, params: {{p: {inner}}}}}]")
+
+
+def test_nesting_up_to_the_limit_loads_and_one_more_level_is_an_error() -> None:
+    assert MAX_DEPTH == 100
+    bot, found = load_text(nested(MAX_DEPTH), "bot.yaml", {})
+    assert found == []
+    assert bot is not None
+    assert_error(
+        nested(MAX_DEPTH + 1),
+        "bot.yaml:2:127: nesting is deeper than 100 levels "
+        "(a bot needs a few; look for brackets that are never closed)",
+    )
+
+
+def test_nesting_deeper_than_the_c_stack_is_an_error_not_a_crash() -> None:
+    # yaml.compose recursed in C: a segfault, so the test runs in a process of its own.
+    probe = (
+        "from engine.loader import load_text; "
+        "print(load_text('x: ' + '[' * 100_000, 'bot.yaml', {})[1][0])"
+    )
+    result = run_python(probe)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "bot.yaml:1:103: nesting is deeper than 100 levels "
+        "(a bot needs a few; look for brackets that are never closed)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("routes: &r [*r]"),
+            "bot.yaml:1:13: routes[0]: the alias *r is inside the value anchored as &r, so it "
+            "never ends (an alias repeats a value that ends before it; &r is on line 1)",
+        ),
+        (
+            yaml("routes:", "  - &r {reply: *r}"),
+            "bot.yaml:2:16: routes[0].reply: the alias *r is inside the value anchored as &r, so "
+            "it never ends (an alias repeats a value that ends before it; &r is on line 2)",
+        ),
+        (
+            yaml("routes:", "  - &r", "    <<: *r"),
+            "bot.yaml:3:9: routes[0].<<: the alias *r is inside the value anchored as &r, so it "
+            "never ends (an alias repeats a value that ends before it; &r is on line 2)",
+        ),
+    ],
+    ids=["list", "mapping", "merge"],
+)
+def test_an_alias_inside_its_own_anchor_is_an_error(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+def laughs(merge: bool) -> str:
+    """Nine levels of nine aliases of the level below: 9**9 values once expanded."""
+    lines = ["l0: &l0 {a: 1}" if merge else "l0: &l0 [a, a, a, a, a, a, a, a, a]"]
+    for level in range(1, 9):
+        aliases = ", ".join([f"*l{level - 1}"] * 9)
+        value = f"{{<<: [{aliases}]}}" if merge else f"[{aliases}]"
+        lines.append(f"l{level}: &l{level} {value}")
+    return yaml(*lines)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("merge", "place"),
+    [(False, "6:10: l5[0]"), (True, "6:30: l5.<<[3]")],
+    ids=["lists", "merge-keys"],
+)
+def test_an_alias_bomb_stops_at_the_value_budget_at_the_alias_written(
+    merge: bool, place: str
+) -> None:
+    started = time.perf_counter()
+    found = problems(laughs(merge))
+    assert time.perf_counter() - started < 2  # measured: 0.2 s; before, over 60 s and 2 GB
+    assert [str(problem) for problem in found] == [
+        f"bot.yaml:{place}: the file has more than 100,000 values, counting each one an alias "
+        "repeats (an alias repeats all its anchor holds, so aliases of aliases multiply)"
+    ]
+
+
+def test_a_file_over_one_mib_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("name: " + "x" * (1 << 21) + "\n", encoding="utf-8")
+    loaded = load_paths([Path("/dev/zero"), big], env={})  # /dev/zero never ends
+    limit = "a bot file may be at most 1,048,576 bytes (1 MiB) (split it into several bots)"
+    assert [str(error) for error in loaded.errors] == [
+        f"/dev/zero:1:1: the file is more than 1,048,576 bytes; {limit}",
+        f"{big}:1:1: the file is 2,097,159 bytes; {limit}",
+    ]
+    assert report("é" * 600_000) == f"bot.yaml:1:1: the file is 1,200,000 bytes; {limit}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml("routes: []", "---", "routes: []"),
+            "bot.yaml:2:1: a bot file holds one YAML document; a second one starts here "
+            "(remove the `---` or `...` line, or put the second bot in a file of its own)",
+        ),
+        (
+            yaml("name: &a x", "description: &a y"),
+            "bot.yaml:2:14: the anchor &a is already defined on line 1 (rename one of them)",
+        ),
+        (yaml("name: *a"), "bot.yaml:1:7: name: the alias *a has no anchor &a before it"),
+        (yaml("[a]: 1"), "bot.yaml:1:1: a key must be text or a number, not a list"),
+        (
+            yaml("name: &a {x: 1}", "*a : 1"),
+            "bot.yaml:2:1: a key must be text or a number, not a mapping",
+        ),
+        (
+            yaml("name: a", "description: b\x00"),
+            "bot.yaml:2:15: invalid YAML: control characters are not allowed",
+        ),
+        (
+            yaml("name: a", "description: b\ud800"),
+            "bot.yaml:2:15: invalid text: a lone surrogate is not a character",
+        ),
+    ],
+    ids=["two-documents", "anchor-twice", "no-anchor", "list-key", "alias-key", "nul", "surrogate"],
+)
+def test_other_yaml_the_loader_could_not_place(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+def test_an_equals_sign_is_text() -> None:
+    # PyYAML resolves a plain `=` to a tag it has no constructor for.
+    bot, found = load_text(yaml("description: =", "routes: [{reply: hi}]"), "bot.yaml", {})
+    assert found == []
+    assert bot is not None
+    assert bot.spec.description == "="

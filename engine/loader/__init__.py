@@ -20,7 +20,7 @@ from .compile import Compiler
 from .locate import loc_text, offset_position, position, real_loc
 from .messages import message_for, tag_positions
 from .parallel import default_jobs, fork_map
-from .yaml_marks import MarkedDocument, YamlSyntaxError, parse
+from .yaml_marks import MAX_BYTES, MarkedDocument, YamlSyntaxError, parse, too_large
 
 __all__ = ["MIN_ACCESS_KEY_LENGTH", "LoadReport", "bot_files", "load_paths", "load_text"]
 
@@ -63,7 +63,7 @@ def load_text(
     try:
         document = parse(text)
     except YamlSyntaxError as exc:
-        return None, [SpecError(exc.message, file, exc.line, exc.column)]
+        return None, [_yaml_error(exc, file)]
     problems = _duplicate_keys(document, file)
     spec = _validate(document, file, problems)
     if spec is None:
@@ -76,6 +76,10 @@ def load_text(
     if any(not p.is_warning for p in problems):
         return None, problems
     return bot, problems
+
+
+def _yaml_error(exc: YamlSyntaxError, file: str) -> SpecError:
+    return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), exc.hint)
 
 
 def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
@@ -223,10 +227,21 @@ def _load_file(
     path: Path, environ: Mapping[str, str]
 ) -> tuple[CompiledBot | None, list[SpecError]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read(path)
+    except YamlSyntaxError as exc:
+        return None, [_yaml_error(exc, str(path))]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [SpecError(f"cannot read the file: {exc}", str(path))]
     return load_text(text, str(path), environ)
+
+
+def _read(path: Path) -> str:
+    """The file's text, read no further than a bot file may go: a path may be `/dev/zero`."""
+    with path.open(encoding="utf-8") as stream:
+        text = stream.read(MAX_BYTES + 1)  # characters: parse() checks the bytes of the rest
+        if len(text) > MAX_BYTES:
+            raise too_large(os.fstat(stream.fileno()).st_size)
+    return text
 
 
 def _duplicate_name(bot: CompiledBot, first_file: str) -> SpecError:
