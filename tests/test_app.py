@@ -43,6 +43,34 @@ def test_refuses_broken_bots_and_lists_every_error(tmp_path: Path) -> None:
     assert f"{tmp_path}/b.yaml:1:1: greting: unknown key 'greting'" in result.stderr
 
 
+def test_refuses_hostile_yaml_with_located_errors_not_a_traceback(tmp_path: Path) -> None:
+    # Each of these raised out of the loader, crashed it or ran without end (issue 7.6).
+    laughs = ["l0: &l0 [a, a, a, a, a, a, a, a, a]"]
+    laughs += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 9)]
+    files = {
+        "alias.yaml": "routes: &r [*r]\n",
+        "bomb.yaml": "\n".join(laughs) + "\n",
+        "deep.yaml": "routes: " + "[" * 30_000 + "\n",
+        "tag.yaml": "name: !!int abc\nroutes: [{reply: hi}]\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    result = _start({"BOTS_DIR": str(tmp_path), "PORT": "1", "LOAD_JOBS": "2"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "not starting:",
+        f"{tmp_path}/alias.yaml:1:13: routes[0]: the alias *r is inside the value anchored as "
+        "&r, so it never ends (an alias repeats a value that ends before it; &r is on line 1)",
+        f"{tmp_path}/bomb.yaml:6:10: l5[0]: the file has more than 100,000 values, counting "
+        "each one an alias repeats (an alias repeats all its anchor holds, so aliases of "
+        "aliases multiply)",
+        f"{tmp_path}/deep.yaml:1:108: nesting is deeper than 100 levels (a bot needs a few; "
+        "look for brackets that are never closed)",
+        f"{tmp_path}/tag.yaml:1:7: name: cannot read !!int 'abc' as an integer (remove the tag "
+        "!!int, or quote the value to keep it as text)",
+    ]
+
+
 def test_refuses_invalid_settings_naming_the_variable() -> None:
     result = _start({"PORT": "eighty", "LOG_LEVEL": "loud"})
     assert result.returncode == 1
