@@ -9,7 +9,7 @@ in that way. Every pattern a bot author writes (`input.reject`, `regex()` in con
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -54,8 +54,10 @@ class Pattern:
         self._regexp = regexp
 
     def found_in(self, text: str) -> bool:
-        # surrogatepass: a lone surrogate in a message is matched as bytes, never an error.
-        data = text.encode("utf-8", "surrogatepass")
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate is matched as its bytes, not an error
+            data = text.encode("utf-8", "surrogatepass")
         return bool(self._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0] != -1)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -73,6 +75,24 @@ def compile_pattern(source: str) -> Pattern:
     if not regexp.ok():
         raise _error(source, regexp.error().decode("utf-8", "replace"))
     return Pattern(source, regexp)
+
+
+def compile_any(sources: Sequence[str]) -> tuple[Pattern, ...]:
+    """Patterns that together find what any of `sources` finds, in as few searches as can be.
+
+    A search costs about 1.5 µs in a turn whatever the pattern (calling into RE2 dominates a
+    short message), so `input.reject` is one alternation. `\\Q` quotes to the end of its
+    pattern, so a pattern holding one is searched alone; so are all of them if the
+    alternation is too large for RE2.
+    """
+    joinable = [source for source in sources if "\\Q" not in source]
+    alone = tuple(compile_pattern(source) for source in sources if "\\Q" in source)
+    if len(joinable) > 1:
+        try:
+            return (compile_pattern("|".join(f"(?:{source})" for source in joinable)), *alone)
+        except PatternError:
+            pass
+    return (*(compile_pattern(source) for source in joinable), *alone)
 
 
 # --- RE2's error text ("<what>: <the fragment>") as a located message --------------------

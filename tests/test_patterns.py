@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from engine.loader import load_text
-from engine.patterns import PatternError, compile_pattern
+from engine.patterns import PatternError, compile_any, compile_pattern
 from engine.testing import run_bot_tests
 
 WHY = "bots' regular expressions use RE2 syntax, which runs in linear time; "
@@ -84,6 +84,32 @@ def test_errors_say_what_is_wrong_where_and_what_to_write(
         assert error.hint is None
     else:
         assert error.hint is not None and error.hint.startswith(hint)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("my SECRET", True),
+        ("ABC", True),
+        ("abc", False),  # (?i) stays inside its own pattern
+        ("x", True),
+        ("say x please", False),  # ^ and $ too
+        ("a.b)", True),  # \Q...\E quotes to the end of its pattern: searched alone
+        ("a-b)", False),
+    ],
+)
+def test_reject_patterns_are_searched_as_one(text: str, found: bool) -> None:
+    patterns = compile_any(["(?i)secret", "ABC", "^x$", "\\Qa.b)"])
+    assert [pattern.source for pattern in patterns] == ["(?:(?i)secret)|(?:ABC)|(?:^x$)", "\\Qa.b)"]
+    assert any(pattern.found_in(text) for pattern in patterns) is found
+
+
+def test_reject_patterns_too_large_together_are_searched_one_by_one() -> None:
+    sources = ["\\pL{300}", "x\\pL{300}"]  # about 360,000 RE2 instructions each
+    compile_pattern(sources[0])
+    with pytest.raises(PatternError):
+        compile_pattern("|".join(f"(?:{source})" for source in sources))
+    assert [pattern.source for pattern in compile_any(sources)] == sources
 
 
 ONE_DIALECT = """\

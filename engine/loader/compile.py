@@ -18,7 +18,7 @@ from ..compiled import (
 )
 from ..errors import SpecError
 from ..expressions import Condition
-from ..patterns import compile_pattern
+from ..patterns import compile_any
 from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.poe_settings import ParameterControls
 from ..spec.routes import GenerateSuggestions as SpecGenerate
@@ -171,7 +171,7 @@ class Compiler:
         return CompiledInput(
             min_length=rules.min_length,
             max_length=rules.max_length,
-            reject=tuple(compile_pattern(pattern) for pattern in rules.reject),
+            reject=compile_any(rules.reject),
             attachments_required=bool(attachments and attachments.required),
             attachments_max=attachments.max if attachments else None,
             attachment_types=tuple(attachments.types)
