@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, made fair between keep-alive connections.
+"""gunicorn's gevent worker, made fair between keep-alive connections, and ending every open
+answer properly when it stops.
 
 gunicorn serves each connection from one greenlet that loops: read a request, answer it,
 read the next. gevent's socket calls only give control back to the event loop when they
@@ -19,18 +20,44 @@ of its event loop (`max_accept = 1`), to share one listening socket fairly. With
 so that limit only slows a busy worker down: relaying 2,000 model streams, its accept queue
 drained at about 40 connections/s and p99 time to first byte reached 4-13 s in 10 of 36
 runs; with gevent's default (100) it was 0.6-1.6 s in all 29 runs (bench/README.md).
+
+Third, stopping. On SIGTERM gunicorn's worker stops accepting, waits up to
+`graceful_timeout` for its connections to end, then kills what is left; but the arbiter
+SIGKILLs the worker at that same deadline, counted from a moment earlier, so an answer still
+running was cut with neither `error` nor `done`, and an idle keep-alive connection held the
+worker for the whole wait. Here `run` is gunicorn's gevent `run` with its shutdown replaced:
+idle keep-alive connections are closed at once; answers run until shortly before the
+deadline (`_ending_margin`), then `ServerStopping` is raised inside each, which the stream
+guard turns into a retryable `error` and `done` (closing the model call on the way); a
+connection still open after that, such as a client that stopped reading, is shut down, and
+the worker exits before the arbiter would kill it.
 """
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import gevent
+from gevent import monkey
+from gevent.pool import Pool
 from gevent.server import StreamServer
+from gunicorn.sock import ssl_context
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from .protocol.guard import ServerStopping
+
 __all__ = ["FairGeventWorker"]
+
+_PlainSocket = monkey.get_original("socket", "socket")
+
+# Answers still open this long before the graceful deadline are ended (a quarter of the
+# deadline if that is shorter): time to write their last events and exit before the SIGKILL.
+_ENDING_MARGIN = 2.0
 
 
 class _OwnSocketServer(StreamServer):  # type: ignore[misc]
@@ -45,22 +72,166 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
         """Ignore gunicorn's `1`, meant for workers that share one socket."""
 
 
+class _Connection:
+    """A client socket that tells whether its connection is idle, or answering a request.
+
+    gunicorn and the app use it as the socket itself (everything but `recv` is the socket's
+    own). Idle: between an answer and the first byte of the next request.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.greenlet = gevent.getcurrent()
+        self.idle = False  # a new connection's first request is on its way
+        self.answering = False
+        # The calls made for every answer, bound once instead of through __getattr__.
+        self.sendall = sock.sendall
+        self.send = sock.send
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+    def begin_request(self, request: Any) -> None:
+        """The headers are in; the app now reads the body (if any) and answers."""
+        self.answering = True
+
+    def end_request(self) -> None:
+        self.answering, self.idle = False, True
+
+    def recv(self, size: int) -> bytes:
+        try:
+            data: bytes = self.sock.recv(size)
+        except ServerStopping:
+            if self.answering:
+                raise  # reading a body: the worker closes the connection
+            return b""  # between requests, or in headers: gunicorn closes quietly on EOF
+        self.idle = False
+        return data
+
+    def hang_up(self) -> None:
+        """Shut the connection down: a greenlet reading it gets EOF, one writing it EPIPE.
+
+        Through a plain socket on the same descriptor: gevent's own `shutdown` would wake
+        the waiting greenlet with EBADF instead, which gunicorn logs as a socket error.
+        """
+        try:
+            plain = _PlainSocket(fileno=self.sock.fileno())
+        except (OSError, ValueError):  # ValueError: fileno() is -1, it was closed
+            return
+        try:
+            plain.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the client was gone already
+        finally:
+            plain.detach()  # the descriptor stays the gevent socket's, to close
+
+
 class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
-    """The stock gevent worker, yielding to the event loop between keep-alive requests."""
+    """The stock gevent worker, yielding between keep-alive requests and ending open answers
+    properly on shutdown."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[_Connection] = set()
+        self.stopping_since: float | None = None
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        """SIGTERM: the arbiter's `graceful_timeout` is counted from now."""
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+        super().handle_exit(sig, frame)
+
+    # ------------------------------------------------------------------ serving
 
     def run(self) -> None:
-        if self.cfg.reuse_port:
-            # gunicorn's run() builds its servers from this module global; this process
-            # is this worker's alone, so the swap reaches nothing else.
-            ggevent.StreamServer = _OwnSocketServer
-        super().run()
+        """gunicorn's GeventWorker.run for its own StreamServer; see `_stop` for the end."""
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        # Looked up here, not imported: bench/serve.py swaps gunicorn's StreamServer and ours.
+        server_class = _OwnSocketServer if self.cfg.reuse_port else ggevent.StreamServer
+        servers = []
+        for sock in self.sockets:
+            sock.setblocking(1)
+            pool = Pool(self.worker_connections)
+            server = server_class(sock, handle=partial(self.handle, sock), spawn=pool, **ssl_args)
+            if self.cfg.workers > 1:
+                server.max_accept = 1  # _OwnSocketServer ignores it
+            server.start()
+            servers.append(server)
+        while self.alive:
+            self.notify()
+            gevent.sleep(1.0)
+        self._stop(servers)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        connection = _Connection(client)
+        self.connections.add(connection)
+        try:
+            super().handle(listener, connection, addr)
+        finally:
+            self.connections.discard(connection)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        handled = super().handle_request(listener_name, req, sock, addr)
+        sock.begin_request(req)
         try:
+            handled = super().handle_request(listener_name, req, sock, addr)
+            if not self.alive:
+                raise StopIteration  # stopping: serve no further request on this connection
             gevent.sleep(0)  # let every other ready greenlet run before this one reads again
-        except gevent.GreenletExit:
-            # Killed while yielding (the graceful-shutdown deadline passed): the answer was
-            # already sent, so close the connection quietly instead of writing a 500.
+        except ServerStopping:
+            # Ended while reading the body or writing to a client that is not reading: no
+            # answer can be finished here, so close the connection.
             raise StopIteration from None
+        except gevent.GreenletExit:
+            # Killed while yielding (the shutdown's last resort): the answer was already
+            # sent, so close the connection quietly instead of writing a 500.
+            raise StopIteration from None
+        finally:
+            sock.end_request()
         return handled
+
+    # ------------------------------------------------------------------ stopping
+
+    def _stop(self, servers: list[Any]) -> None:
+        """Stop accepting; end idle connections now and open answers before the deadline."""
+        for server in servers:
+            server.close()
+        pools = [server.pool for server in servers]
+        since = self.stopping_since or time.monotonic()
+        budget = float(self.cfg.graceful_timeout)
+        margin = _ending_margin(budget)
+        _hang_up(c for c in self.connections if c.idle)
+        if self._drain(pools, until=since + budget - margin):
+            return
+        answering = [c for c in self.connections if c.answering]
+        if answering:
+            self.log.warning(
+                "Ending %d open answer(s): the graceful timeout (%g s) is almost over",
+                len(answering),
+                budget,
+            )
+        for connection in answering:
+            gevent.kill(connection.greenlet, ServerStopping)
+        if self._drain(pools, until=since + budget - margin / 2):
+            return
+        _hang_up(self.connections)  # clients that stopped reading, requests still arriving
+        if self._drain(pools, until=since + budget - margin / 4):
+            return
+        for server in servers:
+            server.stop(timeout=0)
+
+    def _drain(self, pools: list[Pool], until: float) -> bool:
+        """Wait until every connection has ended (True) or `until` passes (False)."""
+        while (left := until - time.monotonic()) > 0:
+            if all([pool.join(timeout=min(left, 1.0)) for pool in pools]):
+                return True
+            self.notify()  # still alive, to the arbiter
+        return all(pool.free_count() == pool.size for pool in pools)
+
+
+def _ending_margin(graceful_timeout: float) -> float:
+    return min(_ENDING_MARGIN, graceful_timeout / 4)
+
+
+def _hang_up(connections: Iterable[_Connection]) -> None:
+    for connection in list(connections):
+        connection.hang_up()

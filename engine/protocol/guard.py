@@ -11,6 +11,16 @@ log = logging.getLogger("engine.protocol")
 
 UNEXPECTED = "The bot encountered an unexpected issue. Please try again later."
 EMPTY = "The bot returned an empty answer. Please try again."
+RESTARTING = "The bot's server is restarting. Please try again."
+
+
+class ServerStopping(BaseException):
+    """Raised into an answer still open when the server must stop (engine/worker.py).
+
+    A BaseException, like GreenletExit, so that no `except Exception` on the way (an SDK's,
+    a retry loop's) mistakes it for a failure to handle: it unwinds the answer, closing the
+    model call, up to the guard, which ends the stream with a retryable error.
+    """
 
 
 def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
@@ -18,6 +28,8 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
 
     An exception inside the runtime becomes one `Error(allow_retry=False)`, logged with
     the bot's name, instead of a broken stream: by then the HTTP status is already 200.
+    `ServerStopping` becomes `Error(RESTARTING, allow_retry=True)`: asked again, another
+    server answers.
     """
     iterator = iter(events)
     started = answered = False
@@ -36,13 +48,18 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
             answered = answered or isinstance(event, Text | Replace | Error)
             if isinstance(event, Error):
                 break
-    except Exception:
-        log.exception("bot %s: unexpected failure while answering", bot_name)
+    except (ServerStopping, Exception) as exc:
+        if isinstance(exc, ServerStopping):
+            log.warning("bot %s: the server stopped before the answer ended", bot_name)
+            error = Error(RESTARTING, allow_retry=True)
+        else:
+            log.exception("bot %s: unexpected failure while answering", bot_name)
+            error = Error(UNEXPECTED, allow_retry=False)
         if not started:
             started = True
             yield Meta()
         answered = True
-        yield Error(UNEXPECTED, allow_retry=False)
+        yield error
     finally:
         # Stop the producer (and whatever upstream call it holds) as soon as we stop reading.
         close = getattr(iterator, "close", None)
