@@ -26,7 +26,7 @@ from .procs import RESULTS, free_port, run_json, start_server, stop_server
 from .serve import ACCESS_KEY
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
-PACKAGES = ("gunicorn", "gevent", "flask", "fastapi-poe", "uvicorn", "openai")
+PACKAGES = ("gunicorn", "gevent", "flask", "fastapi-poe", "uvicorn", "openai", "google-re2")
 QUERY = {
     "version": "1.2",
     "type": "query",
@@ -171,6 +171,10 @@ def profile_turn(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["profile_turn"] = run_json(["-m", "bench.profile_turn"], cpus=CLIENT_CPU, timeout=120)
 
 
+def regex(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["regex"] = run_json(["-m", "bench.regex"], cpus=CLIENT_CPU, timeout=120)
+
+
 def llm_streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """bench.llm_streams: it pins its own processes (relay core 0 or both, client core 1)."""
     command = ["-m", "bench.llm_streams", "--streams", str(args.streams)]
@@ -231,6 +235,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"In-process cost per request (no sockets): {cost}.",
             f"Engine app profile by package: {areas}.",
         ]
+    if "regex" in results:
+        lines += _regex_lines(results["regex"])
     if "llm_streams" in results:
         lines += ["", "Model streaming (bench.llm_streams):", ""]
         lines.append(llm.tables(results["llm_streams"]))
@@ -269,6 +275,23 @@ def _throughput_lines(results: dict[str, Any], args: argparse.Namespace) -> list
         f"(c) ≥ 0.8× (b) req/s: **{c['rps'] / b['rps']:.2f}×**.",
     ]
     return lines
+
+
+def _regex_lines(regex: dict[str, Any]) -> list[str]:
+    turns = ", ".join(
+        f"{name} {row['re2_us']:g} vs {row['python_re_us']:g} µs (**{row['ratio']:.2f}×**)"
+        for name, row in regex["turn_us"].items()
+    )
+    python_re = ", ".join(f"{name} {ms:g} ms" for name, ms in regex["python_re_ms"].items())
+    slow = ", ".join(f"{name} {ms:g} ms" for name, ms in regex["large_program_ms"].items())
+    return [
+        "",
+        f"Regular expressions on RE2 (bench.regex), per rule-based turn, RE2 vs Python's re "
+        f"(turns/s ratio, target ≥ 0.95): {turns}.",
+        f"Slowest single match of a hostile message on RE2 (target < 10 ms): "
+        f"**{regex['hostile_worst_ms']:g} ms**; Python's re on '(a+)+$': {python_re}.",
+        f"Slow end of linear (a long counted repetition): {slow}.",
+    ]
 
 
 def _fairness_lines(results: dict[str, Any]) -> list[str]:
@@ -343,6 +366,7 @@ STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]
     "streams": ("2,000 slow streams", streams),
     "load_bots": ("load 1,000 bots", load_bots),
     "profile_turn": ("where a FAQ turn's time goes", profile_turn),
+    "regex": ("regular expressions: RE2's cost per turn, hostile messages", regex),
     "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
     "profile_relay": ("where a relayed chunk's CPU goes", profile_relay),
 }

@@ -80,10 +80,10 @@ def compile_pattern(source: str) -> Pattern:
 def compile_any(sources: Sequence[str]) -> tuple[Pattern, ...]:
     """Patterns that together find what any of `sources` finds, in as few searches as can be.
 
-    A search costs about 1.5 µs in a turn whatever the pattern (calling into RE2 dominates a
-    short message), so `input.reject` is one alternation. `\\Q` quotes to the end of its
-    pattern, so a pattern holding one is searched alone; so are all of them if the
-    alternation is too large for RE2.
+    A search costs 2-2.5 µs in a turn whatever the pattern (calling into RE2 dominates a
+    short message; bench/README.md), so `input.reject` is one alternation. `\\Q` quotes
+    to the end of its pattern, so a pattern holding one is searched alone; so are all of
+    them if the alternation is too large for RE2.
     """
     joinable = [source for source in sources if "\\Q" not in source]
     alone = tuple(compile_pattern(source) for source in sources if "\\Q" in source)
