@@ -30,6 +30,11 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
     def load(self) -> Flask:
         return self._app
 
+    @property
+    def settings(self) -> Settings:
+        """Read by engine.worker.FairGeventWorker, which gets this object as its app."""
+        return self._settings
+
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """The gunicorn settings; the README's deployment command uses the same ones."""

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(
         30, ge=1, description="Seconds open answers get to finish on SIGTERM (GRACEFUL_TIMEOUT)."
     )
+    request_read_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a client gets to send a whole request, headers and body, from "
+        "its first byte (REQUEST_READ_TIMEOUT).",
+    )
     keepalive_seconds: float = Field(
         10.0, gt=0, le=60, description="Seconds of model silence before a keep-alive comment."
     )

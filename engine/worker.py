@@ -1,5 +1,5 @@
-"""gunicorn's gevent worker, made fair between keep-alive connections, and ending every open
-answer properly when it stops.
+"""gunicorn's gevent worker, made fair between keep-alive connections, strict about slow
+requests, and ending every open answer properly when it stops.
 
 gunicorn serves each connection from one greenlet that loops: read a request, answer it,
 read the next. gevent's socket calls only give control back to the event loop when they
@@ -21,7 +21,16 @@ so that limit only slows a busy worker down: relaying 2,000 model streams, its a
 drained at about 40 connections/s and p99 time to first byte reached 4-13 s in 10 of 36
 runs; with gevent's default (100) it was 0.6-1.6 s in all 29 runs (bench/README.md).
 
-Third, stopping. On SIGTERM gunicorn's worker stops accepting, waits up to
+Third, reading: gunicorn waits for a request's headers as long as for an idle keep-alive
+connection's next request (`keepalive`, 75 s), and a body shorter than its Content-Length
+held a connection until the client gave up. Here a request must arrive whole, headers and
+body, within `REQUEST_READ_TIMEOUT` seconds of its first byte (of the accept, for a new
+connection's first request); only the wait for the first byte of a next request keeps the
+keep-alive allowance. Headers that are late close the connection without an answer; a late
+body raises `TimeoutError` from `wsgi.input`, which the app answers with 408, and the
+connection closes after that answer.
+
+Fourth, stopping. On SIGTERM gunicorn's worker stops accepting, waits up to
 `graceful_timeout` for its connections to end, then kills what is left; but the arbiter
 SIGKILLs the worker at that same deadline, counted from a moment earlier, so an answer still
 running was cut with neither `error` nor `done`, and an idle keep-alive connection held the
@@ -50,6 +59,7 @@ from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from .protocol.guard import ServerStopping
+from .settings import Settings
 
 __all__ = ["FairGeventWorker"]
 
@@ -73,17 +83,20 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
 
 
 class _Connection:
-    """A client socket that tells whether its connection is idle, or answering a request.
+    """A client socket that times how long each request takes to arrive.
 
     gunicorn and the app use it as the socket itself (everything but `recv` is the socket's
-    own). Idle: between an answer and the first byte of the next request.
+    own). `deadline` is when the request being read must be complete; None while the
+    connection is idle, between an answer and the first byte of the next request.
     """
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, read_timeout: float) -> None:
         self.sock = sock
+        self.read_timeout = read_timeout
         self.greenlet = gevent.getcurrent()
-        self.idle = False  # a new connection's first request is on its way
+        self.deadline: float | None = time.monotonic() + read_timeout
         self.answering = False
+        self.request: Any = None
         # The calls made for every answer, bound once instead of through __getattr__.
         self.sendall = sock.sendall
         self.send = sock.send
@@ -91,22 +104,45 @@ class _Connection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
 
+    @property
+    def idle(self) -> bool:
+        return self.deadline is None
+
     def begin_request(self, request: Any) -> None:
         """The headers are in; the app now reads the body (if any) and answers."""
-        self.answering = True
+        self.answering, self.request = True, request
+        if self.deadline is None:  # a pipelined request, read from gunicorn's buffer
+            self.deadline = time.monotonic() + self.read_timeout
 
     def end_request(self) -> None:
-        self.answering, self.idle = False, True
+        self.answering, self.request, self.deadline = False, None, None
 
     def recv(self, size: int) -> bytes:
         try:
-            data: bytes = self.sock.recv(size)
+            return self._recv(size)
         except ServerStopping:
             if self.answering:
                 raise  # reading a body: the worker closes the connection
             return b""  # between requests, or in headers: gunicorn closes quietly on EOF
-        self.idle = False
-        return data
+
+    def _recv(self, size: int) -> bytes:
+        if self.deadline is None:  # idle: gunicorn's keepalive bounds the wait
+            data: bytes = self.sock.recv(size)
+            self.deadline = time.monotonic() + self.read_timeout  # a next request began
+            return data
+        left = self.deadline - time.monotonic()
+        if left > 0:
+            self.sock.settimeout(left)
+            try:
+                return self.sock.recv(size)  # type: ignore[no-any-return]
+            except TimeoutError:
+                pass
+            finally:
+                self.sock.settimeout(None)
+        if not self.answering:
+            return b""  # late headers: gunicorn takes the client for gone and closes
+        self.request.must_close = True  # where the next request would start is unknown
+        raise TimeoutError(f"the request took over {self.read_timeout:g} s to arrive")
 
     def hang_up(self) -> None:
         """Shut the connection down: a greenlet reading it gets EOF, one writing it EPIPE.
@@ -127,11 +163,15 @@ class _Connection:
 
 
 class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
-    """The stock gevent worker, yielding between keep-alive requests and ending open answers
-    properly on shutdown."""
+    """The stock gevent worker, yielding between keep-alive requests, bounding the time to
+    read a request, and ending open answers properly on shutdown."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # engine.server.Server hands over its Settings; under gunicorn's own command line,
+        # they come from the environment as usual.
+        settings = getattr(self.app, "settings", None) or Settings()
+        self.read_timeout = float(settings.request_read_timeout)
         self.connections: set[_Connection] = set()
         self.stopping_since: float | None = None
 
@@ -163,7 +203,7 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
         self._stop(servers)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        connection = _Connection(client)
+        connection = _Connection(client, self.read_timeout)
         self.connections.add(connection)
         try:
             super().handle(listener, connection, addr)

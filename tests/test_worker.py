@@ -1,9 +1,9 @@
-"""FairGeventWorker: yields between keep-alive requests, accepts all that waits, and closes
-connections as it stops.
+"""FairGeventWorker: yields between keep-alive requests, accepts all that waits, times how
+long a request takes to arrive, and closes connections as it stops.
 
 The speed-ups themselves are measured in bench/ (keep-alive p99, 2,000 model streams);
-these tests pin down the mechanisms. The shutdown is also checked against the real server
-(tests/test_shutdown.py).
+these tests pin down the mechanisms. The read timeout and the shutdown are also checked
+against the real server (tests/test_slow_clients.py, tests/test_shutdown.py).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def test_the_ending_margin_leaves_most_of_the_grace_period_to_answers() -> None:
     assert _ending_margin(4) == 1.0
 
 
-# ---------------------------------------------------------------------------- hanging up
+# ---------------------------------------------------------------------------- reading
 
 
 @pytest.fixture
@@ -155,11 +155,54 @@ def pair() -> Iterator[tuple[Any, Any]]:
     client.close()
 
 
+def test_a_request_that_arrives_in_time_is_read(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=5)
+    client.sendall(b"GET / HTTP/1.1\r\n")
+    assert connection.recv(100) == b"GET / HTTP/1.1\r\n"
+    assert server.gettimeout() is None  # gunicorn's blocking socket, as it was
+
+
+def test_late_headers_read_as_the_end_of_the_connection(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=0.2)
+    client.sendall(b"GET / HT")
+    assert connection.recv(100) == b"GET / HT"
+    assert connection.recv(100) == b""  # gunicorn closes quietly, as for a client gone
+    assert server.gettimeout() is None
+
+
+def test_a_late_body_raises_a_timeout_and_marks_the_request_final(
+    pair: tuple[Any, Any],
+) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=0.2)
+    request = _Request()
+    connection.begin_request(request)
+    client.sendall(b'{"vers')
+    assert connection.recv(100) == b'{"vers'
+    with pytest.raises(TimeoutError):
+        connection.recv(100)
+    assert request.must_close  # the answer says Connection: close, and the socket closes
+
+
+def test_the_wait_for_a_next_request_is_not_counted(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=0.2)
+    connection.begin_request(_Request())
+    connection.end_request()
+    assert connection.idle
+    gevent.spawn_later(0.4, client.sendall, b"GET / HTTP/1.1\r\n")
+    assert connection.recv(100) == b"GET / HTTP/1.1\r\n"  # after 0.4 s of idleness
+    assert not connection.idle  # and the next request's own deadline runs from here
+    assert connection.recv(100) == b""
+
+
 def test_hanging_up_wakes_a_reader_with_the_end_of_the_connection(
     pair: tuple[Any, Any],
 ) -> None:
     server, _ = pair
-    connection = _Connection(server)
+    connection = _Connection(server, read_timeout=5)
     connection.end_request()
     gevent.spawn_later(0.1, connection.hang_up)
     assert connection.recv(100) == b""
@@ -167,6 +210,6 @@ def test_hanging_up_wakes_a_reader_with_the_end_of_the_connection(
 
 def test_hanging_up_a_closed_connection_is_harmless(pair: tuple[Any, Any]) -> None:
     server, _ = pair
-    connection = _Connection(server)
+    connection = _Connection(server, read_timeout=5)
     server.close()
     connection.hang_up()

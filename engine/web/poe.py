@@ -36,6 +36,7 @@ _REASONS = {
     400: "BAD REQUEST",
     401: "UNAUTHORIZED",
     404: "NOT FOUND",
+    408: "REQUEST TIMEOUT",
     413: "REQUEST ENTITY TOO LARGE",
     501: "NOT IMPLEMENTED",
 }
@@ -146,8 +147,13 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
             raise RequestError(f"invalid Content-Length {declared!r}")
         if int(declared) > limit:
             raise RequestError(f"the request body is over {limit} bytes", 413)
-        return bytes(stream.read(int(declared)))
-    body = bytes(stream.read(limit + 1))  # chunked: the server ends the stream for us
+    try:
+        if declared:
+            return bytes(stream.read(int(declared)))
+        body = bytes(stream.read(limit + 1))  # chunked: the server ends the stream for us
+    except TimeoutError:
+        # The server's REQUEST_READ_TIMEOUT (engine/worker.py) passed before the body ended.
+        raise RequestError("the request body did not arrive in time", 408) from None
     if len(body) > limit:
         raise RequestError(f"the request body is over {limit} bytes", 413)
     return body
