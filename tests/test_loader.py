@@ -1004,6 +1004,11 @@ TAG_HINT = "or quote the value to keep it as text)"
             "bot.yaml:1:7: name: cannot read !!bool 'maybe' as true or false "
             f"(remove the tag !!bool, {TAG_HINT}",
         ),
+        (  # PyYAML reads `value[0]`: an IndexError, found by tests/test_fuzz_files.py
+            yaml("name: !!int ''"),
+            "bot.yaml:1:7: name: cannot read !!int '' as an integer "
+            f"(remove the tag !!int, {TAG_HINT}",
+        ),
         (
             yaml("routes:", "  - !!int x: 1"),
             "bot.yaml:2:5: routes[0]: cannot read !!int 'x' as an integer "
@@ -1025,7 +1030,17 @@ TAG_HINT = "or quote the value to keep it as text)"
             "most 4,300 digits (quote the value to keep it as text)",
         ),
     ],
-    ids=["int", "float", "timestamp", "bool", "tagged-key", "bad-date", "long-int", "sexagesimal"],
+    ids=[
+        "int",
+        "float",
+        "timestamp",
+        "bool",
+        "empty-int",
+        "tagged-key",
+        "bad-date",
+        "long-int",
+        "sexagesimal",
+    ],
 )
 def test_values_yaml_cannot_read_are_located_errors(text: str, expected: str) -> None:
     assert_error(text, expected)

@@ -417,7 +417,9 @@ class _Builder:
             return self._constructor.yaml_constructors[tag](
                 self._constructor, yaml.ScalarNode(tag, event.value)
             )
-        except (ValueError, KeyError, AttributeError, OverflowError) as exc:
+        # What PyYAML's readers raise: `int('')`, `value[0]` of '', `bool_values['maybe']`, a
+        # timestamp that does not match its pattern, `datetime.date(2024, 13, 45)`.
+        except (ValueError, LookupError, AttributeError, OverflowError) as exc:
             reason = f": {exc}" if tag == _TIMESTAMP and isinstance(exc, ValueError) else ""
             shown = event.value if len(event.value) <= 40 else event.value[:40] + "…"
             raise _error(
