@@ -189,7 +189,8 @@ class _Builder:
         self._marks = _Marks(document.values, document.keys, document.duplicates)
         self._constructor = yaml.constructor.SafeConstructor()
         self._stack: list[_Seq | _Map] = []
-        self._events: list[Event] = []  # the document's own, for aliases to replay
+        self._events: list[Event] = []  # the document's own inside anchors, for aliases
+        self._recording = 0  # anchored collections open: their events are kept
         self._anchors: dict[str, _Anchor] = {}
         self._replays: list[Iterator[Event]] = []
         self._expanding: tuple[Event, Loc] | None = None  # the outermost alias being replayed
@@ -203,7 +204,8 @@ class _Builder:
             event = self._replayed() if self._replays else None
             if event is None:
                 event = get_event()
-                record(event)
+                if self._recording:
+                    record(event)
             match event:
                 case ScalarEvent():
                     self._scalar(event)
@@ -248,7 +250,7 @@ class _Builder:
             raise _too_many(*self._written(event, loc))
         self._marks.values[loc] = _mark(event, event.style)
         if event.anchor is not None:
-            self._remember(event, len(self._events))
+            self._remember(event)
         value = event.value if tag == _STR else self._read(event, tag, loc)
         if frame is None:
             self._root = value
@@ -262,7 +264,7 @@ class _Builder:
         if self._built > MAX_VALUES:
             raise _too_many(*self._written(event, frame.loc))
         if event.anchor is not None:
-            self._remember(event, len(self._events))
+            self._remember(event)
         if tag == _MERGE:
             frame.key, frame.outer = _MERGING, self._marks
             self._marks = _Marks({}, {}, [])
@@ -295,13 +297,14 @@ class _Builder:
             message = f"the YAML tag '{_shown(event.tag)}' is not supported on {kind}"
             raise _error(event, message, "remove it", loc)
         self._marks.values[loc] = _mark(event)
-        anchor = self._remember(event, None)
+        anchor = self._remember(event)
         self._stack.append(_Map(loc, anchor) if kind == "a mapping" else _Seq(loc, anchor))
 
     def _close(self) -> None:
         frame = self._stack.pop()
         if frame.anchor is not None:
             self._anchors[frame.anchor].end = len(self._events)
+            self._recording -= 1
         self._add(self._stack[-1] if self._stack else None, frame.data)
 
     def _add(self, frame: _Seq | _Map | None, value: Any) -> None:
@@ -375,7 +378,7 @@ class _Builder:
         """Where to report a limit met: while aliases are replayed, at the one the file has."""
         return self._expanding if self._replays and self._expanding else (event, loc)
 
-    def _remember(self, event: ScalarEvent | CollectionStartEvent, end: int | None) -> str | None:
+    def _remember(self, event: ScalarEvent | CollectionStartEvent) -> str | None:
         """Record the anchor an event of the document (not of a replay) defines."""
         name = event.anchor
         if name is None or self._replays:
@@ -387,7 +390,12 @@ class _Builder:
                 f"the anchor &{name} is already defined on line {first}",
                 "rename one of them",
             )
-        self._anchors[name] = _Anchor(len(self._events) - 1, end, _mark(event).line)
+        if not self._recording:
+            self._events.append(event)  # else the loop kept it
+        start = len(self._events) - 1
+        collection = isinstance(event, CollectionStartEvent)
+        self._anchors[name] = _Anchor(start, None if collection else start + 1, _mark(event).line)
+        self._recording += collection
         return name
 
     def _read(self, event: ScalarEvent, tag: str, loc: Loc) -> Any:
