@@ -55,8 +55,13 @@ class GenerateSuggestions:
     chain: Chain
 
 
-# Static/templated list, model-generated, or Poe's own (`poe`); None: the bot's default.
-Suggestions = tuple[Renderable, ...] | GenerateSuggestions | str | None
+@dataclass(frozen=True)
+class PoeSuggests:
+    """`suggest: {poe: true}`: Poe suggests replies itself (`meta.suggested_replies`)."""
+
+
+# Static/templated list, model-generated, or Poe's own; None: the bot's default.
+Suggestions = tuple[Renderable, ...] | GenerateSuggestions | PoeSuggests | None
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,6 @@ class CompiledReply:
     condition: Condition | None
     reply: Renderable
     suggest: Suggestions
-    kind: str = "reply"
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,6 @@ class CompiledError:
     text: Renderable
     allow_retry: bool
     error_type: ErrorType | None
-    kind: str = "error"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,6 @@ class CompiledLLM:
     history_messages: int | None
     history_chars: int | None
     suggest: Suggestions
-    kind: str = "llm"
 
 
 CompiledRoute = CompiledReply | CompiledError | CompiledLLM
@@ -139,7 +141,16 @@ def route_models(route: CompiledRoute) -> list[CompiledModel]:
     """The models one message answered by this route may call: the answer's chain, then
     the chain generating suggestions."""
     found: list[CompiledModel] = list(route.chain) if isinstance(route, CompiledLLM) else []
-    suggest = getattr(route, "suggest", None)
+    suggest = suggestions_of(route)
     if isinstance(suggest, GenerateSuggestions):
         found += suggest.chain
     return found
+
+
+def suggestions_of(route: CompiledRoute | None) -> Suggestions:
+    """The route's `suggest` plan; None for a route that takes none (or no route)."""
+    match route:
+        case CompiledReply() | CompiledLLM():
+            return route.suggest
+        case _:
+            return None

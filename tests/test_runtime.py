@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from engine.compiled import CompiledBot
+from engine.compiled import CompiledBot, PoeSuggests, suggestions_of
 from engine.protocol.events import Done, Error, Event, Meta, Suggest, Text
 from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.runtime import NO_MESSAGE, NO_ROUTE, run
 from engine.runtime.context import build_context, split_conversation
+from engine.spec.context import CONTEXT_NAMES
 
 from ._poe import bot as bot_message
 from ._poe import query, user
+from .conftest import REPO
 
 MakeBot = Callable[..., CompiledBot]
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -107,6 +110,20 @@ def test_blank_suggestions_are_dropped(make_bot: MakeBot) -> None:
     """)
     events = answer(bot, user("x"))
     assert [e.text for e in events if isinstance(e, Suggest)] == ["shown", "always"]
+
+
+def test_poe_suggests_replies_is_a_type_of_its_own(make_bot: MakeBot) -> None:
+    bot = make_bot("""
+        name: poe-suggests
+        routes:
+          - if: "message == 'error'"
+            error: {text: refused}
+          - reply: hi
+            suggest: {poe: true}
+    """)
+    assert [suggestions_of(route) for route in bot.routes] == [None, PoeSuggests()]
+    assert answer(bot, user("x")) == [Meta(suggested_replies=True), Text("hi"), Done()]
+    assert answer(bot, user("error"))[0] == Meta()
 
 
 # ---------------------------------------------------------------------------- input rules
@@ -362,6 +379,16 @@ def test_the_context_document(make_bot: MakeBot) -> None:
             "timestamp": int(NOW.timestamp()),
         },
     }
+
+
+def test_the_documented_context_names_are_the_context(make_bot: MakeBot) -> None:
+    """spec/context.py describes the names for users (and the template checker trusts it);
+    the README's table lists them too. All three must be what build_context makes."""
+    assert set(_context(make_bot(CONTEXT_BOT), user("hi"))) == CONTEXT_NAMES
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Conditions and templates see one context", 1)[1].split("\n\n")[2]
+    rows = [line.split("|")[1] for line in table.splitlines()[2:]]
+    assert {name for row in rows for name in re.findall(r"`(\w+)`", row)} == CONTEXT_NAMES
 
 
 def test_param_defaults_apply_before_the_user_chooses(make_bot: MakeBot) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, assert_never
 
 from ..compiled import (
     Chain,
@@ -14,6 +14,7 @@ from ..compiled import (
     CompiledReply,
     CompiledRoute,
     GenerateSuggestions,
+    PoeSuggests,
     Suggestions,
 )
 from ..errors import SpecError
@@ -22,14 +23,12 @@ from ..patterns import compile_any
 from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.poe_settings import ParameterControls
 from ..spec.routes import GenerateSuggestions as SpecGenerate
-from ..spec.routes import LLMRoute, PoeSuggestions
+from ..spec.routes import LLMRoute, PoeSuggestions, Suggest
 from ..templates import Renderable
 from .checker import SourceChecker
 from .locate import loc_text, position
 from .models import ModelCompiler, dependencies
 from .yaml_marks import Loc, MarkedDocument
-
-T = TypeVar("T")
 
 
 class Compiler:
@@ -79,17 +78,20 @@ class Compiler:
     def _route(self, route: ReplyRoute | LLMRoute | ErrorRoute, index: int) -> CompiledRoute:
         loc: Loc = ("routes", index)
         condition = self.condition(route.when, (*loc, "if"))
-        if isinstance(route, ErrorRoute):
-            error = route.error
-            text = self.template(error.text, (*loc, "error", "text"))
-            return CompiledError(
-                loc_text(loc), condition, text, error.allow_retry, error.error_type
-            )
-        if isinstance(route, ReplyRoute):
-            reply = self.template(route.reply, (*loc, "reply"))
-            suggest = self._suggest(route.suggest, (*loc, "suggest"), self._bot_chain)
-            return CompiledReply(loc_text(loc), condition, reply, suggest)
-        return self._llm(route, loc, condition)
+        match route:
+            case ErrorRoute(error=error):
+                text = self.template(error.text, (*loc, "error", "text"))
+                return CompiledError(
+                    loc_text(loc), condition, text, error.allow_retry, error.error_type
+                )
+            case ReplyRoute():
+                reply = self.template(route.reply, (*loc, "reply"))
+                suggest = self._suggest(route.suggest, (*loc, "suggest"), self._bot_chain)
+                return CompiledReply(loc_text(loc), condition, reply, suggest)
+            case LLMRoute():
+                return self._llm(route, loc, condition)
+            case _:
+                assert_never(route)
 
     def _llm(self, route: LLMRoute, loc: Loc, condition: Condition | None) -> CompiledLLM:
         action, at = route.llm, (*loc, "llm")
@@ -116,18 +118,21 @@ class Compiler:
             return self._prompts[source]
         return self.template(source, loc)
 
-    def _suggest(self, value: object, loc: Loc, chain: Chain) -> Suggestions:
-        if value is None:
-            return None
-        if isinstance(value, list):
-            return self._templates_at(value, loc)
-        if isinstance(value, PoeSuggestions):
-            return "poe"
-        assert isinstance(value, SpecGenerate)
-        own = self._models.chain(value.model, (*loc, "model"))
-        if not (own or chain):
-            self._error(loc, "generating suggestions needs a model", "add `model:` here")
-        return GenerateSuggestions(value.generate, own or chain)
+    def _suggest(self, value: Suggest | None, loc: Loc, chain: Chain) -> Suggestions:
+        match value:
+            case None:
+                return None
+            case list():
+                return self._templates_at(value, loc)
+            case PoeSuggestions():
+                return PoeSuggests()
+            case SpecGenerate():
+                own = self._models.chain(value.model, (*loc, "model"))
+                if not (own or chain):
+                    self._error(loc, "generating suggestions needs a model", "add `model:` here")
+                return GenerateSuggestions(value.generate, own or chain)
+            case _:
+                assert_never(value)
 
     def _error(self, loc: Loc, message: str, hint: str) -> None:
         mark = position(self._document, loc)

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 
 from jmespath.exceptions import JMESPathError
 
-from ..compiled import CompiledBot, CompiledLLM, CompiledRoute, GenerateSuggestions
+from ..compiled import (
+    CompiledBot,
+    CompiledLLM,
+    CompiledRoute,
+    GenerateSuggestions,
+    PoeSuggests,
+    suggestions_of,
+)
 from ..errors import RunError
 from ..protocol.events import Error, Event, Meta
 from ..protocol.requests import QueryRequest
@@ -18,7 +25,6 @@ from .actions import run_route
 from .context import build_context, split_conversation
 from .input import check_input
 from .scope import Scope
-from .suggestions import POE
 
 __all__ = ["NO_MESSAGE", "NO_ROUTE", "run"]
 
@@ -60,7 +66,8 @@ def run(
         return
     # Route first, then `meta`: only the route knows whether Poe should suggest replies.
     # A route that asks a model sends `meta` at once (flush); others answer in one write.
-    yield Meta(suggested_replies=getattr(route, "suggest", None) == POE, flush=_waits(route))
+    poe_suggests = isinstance(suggestions_of(route), PoeSuggests)
+    yield Meta(suggested_replies=poe_suggests, flush=_waits(route))
     if refusal is not None or route is None:
         yield refusal or Error(NO_ROUTE, allow_retry=False)
         return
@@ -72,9 +79,7 @@ def run(
 
 def _waits(route: CompiledRoute | None) -> bool:
     """Whether answering this route waits for a model."""
-    return isinstance(route, CompiledLLM) or isinstance(
-        getattr(route, "suggest", None), GenerateSuggestions
-    )
+    return isinstance(route, CompiledLLM) or isinstance(suggestions_of(route), GenerateSuggestions)
 
 
 def _logged(bot: CompiledBot, exc: RunError) -> Error:

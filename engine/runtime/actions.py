@@ -1,11 +1,17 @@
-"""One `run_<kind>` function per action, looked up by the route's kind."""
+"""One `run_<kind>` function per action, chosen by the compiled route's class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import assert_never
 
-from ..compiled import CompiledError, CompiledReply, CompiledRoute, GenerateSuggestions
+from ..compiled import (
+    CompiledError,
+    CompiledLLM,
+    CompiledReply,
+    CompiledRoute,
+    GenerateSuggestions,
+)
 from ..protocol.events import Error, Event, Text
 from ..providers.base import ChatMessage
 from .llm import run_llm
@@ -27,9 +33,13 @@ def run_error(scope: Scope, route: CompiledError) -> Iterator[Event]:
     yield Error(route.text.render(scope.context), route.allow_retry, route.error_type)
 
 
-Runner = Callable[[Scope, Any], Iterator[Event]]
-RUNNERS: dict[str, Runner] = {"reply": run_reply, "llm": run_llm, "error": run_error}
-
-
 def run_route(scope: Scope, route: CompiledRoute) -> Iterator[Event]:
-    return RUNNERS[route.kind](scope, route)
+    match route:
+        case CompiledReply():
+            return run_reply(scope, route)
+        case CompiledLLM():
+            return run_llm(scope, route)
+        case CompiledError():
+            return run_error(scope, route)
+        case _:
+            assert_never(route)

@@ -14,7 +14,6 @@ from .scope import Scope
 
 log = logging.getLogger("engine.runtime")
 
-POE = "poe"  # Poe generates them itself (meta.suggested_replies)
 SUGGEST_INSTRUCTION = (
     "Suggest {count} short messages the user might send next in this conversation. "
     "Write each on its own line, in the user's voice, without numbering or quotes."
