@@ -6,7 +6,8 @@ and dropped lines, stray characters), and from YAML-ish text strung together fro
 own punctuation. Each goes through `load_text`, which must return within the deadline with
 every problem a SpecError placed at a line and column of the text. Examples are
 derandomized, so CI sees the same ones each run. The trap files of issue 7.6 also go
-through the real `python -m engine validate`.
+through the real `python -m engine validate`, and what PyYAML writes, anchors and aliases
+included, must read back as PyYAML reads it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import SpecError
 from engine.loader import load_text
+from engine.loader.yaml_marks import parse
 
 from .conftest import BOTS_DIR, EXAMPLE_ENV, REPO
 
@@ -140,6 +143,31 @@ def test_mutated_example_bots_end_in_located_messages(text: str) -> None:
 @given(yamlish)
 def test_yamlish_text_ends_in_located_messages(text: str) -> None:
     assert_located(text)
+
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@pytest.mark.timeout(60)
+@settings(FUZZ, max_examples=500)
+@given(values, st.booleans(), st.booleans())
+def test_parse_reads_what_pyyaml_reads_anchors_included(
+    value: object, flow: bool, unicode: bool
+) -> None:
+    # The same object thrice: a collection is written once with an anchor, then as aliases.
+    data = {"a": value, "b": [value, {"c": value}]}
+    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=unicode)
+    assert parse(text).data == yaml.load(text, Loader=yaml.CSafeLoader)
 
 
 TRAPS = {  # issue 7.6: each printed a traceback, crashed or ran past 60 s in 2 GB
