@@ -54,6 +54,9 @@ _SIGNATURES: Mapping[str, list[Any]] = {
 }
 
 
+TOO_DEEP = "invalid expression: it is nested too deeply"
+
+
 class Condition:
     """A compiled JMESPath expression; `matches` uses JMESPath truthiness."""
 
@@ -61,8 +64,12 @@ class Condition:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._parsed = _parse(source)
-        _check_functions(source, self._parsed.parsed)
+        try:
+            self._parsed = _parse(source)
+            _check_functions(source, self._parsed.parsed)
+        except RecursionError:
+            # JMESPath's parser recurses once per `(` or `!`: a few hundred reach the limit.
+            raise ExpressionError(TOO_DEEP, 0, "split the condition into simpler ones") from None
 
     def search(self, context: Mapping[str, Any]) -> Any:
         return self._parsed.search(context, options=_OPTIONS)

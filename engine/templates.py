@@ -125,6 +125,11 @@ class TemplateCompiler:
             raise TemplateError(
                 f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
             ) from None
+        except RecursionError:
+            # Jinja's parser recurses several frames per bracket: about 70 `(` reach the limit.
+            raise TemplateError(
+                "invalid template: it is nested too deeply", 0, "split it into simpler parts"
+            ) from None
         self._check_filters(source, used.filters)
         self._check_names(source, used.reads - self._env.globals.keys())
         self._check_includes(source, used.references)

@@ -1254,3 +1254,34 @@ def test_an_equals_sign_is_text() -> None:
     assert found == []
     assert bot is not None
     assert bot.spec.description == "="
+
+
+# --- nesting inside templates and conditions, and long values ---------------------------
+
+
+def test_a_condition_nested_too_deeply_is_located() -> None:
+    condition = "(" * 600 + "message" + ")" * 600
+    bot, found = load_text(yaml(f'routes: [{{if: "{condition}", reply: a}}, {{reply: b}}]'))
+    assert bot is None
+    assert [problem.message for problem in found] == [
+        "invalid expression: it is nested too deeply"
+    ]
+    assert (found[0].line, found[0].column, found[0].loc) == (1, 16, "routes[0].if")
+
+
+def test_a_template_nested_too_deeply_is_located() -> None:
+    template = "{{ " + "(" * 80 + "message" + ")" * 80 + " }}"
+    bot, found = load_text(yaml(f'routes: [{{reply: "{template}"}}]'))
+    assert bot is None
+    assert [(p.message, p.line, p.column) for p in found] == [
+        ("invalid template: it is nested too deeply", 1, 19)
+    ]
+
+
+def test_a_long_value_is_shown_by_its_start() -> None:
+    text = yaml("name: ok", 'routes: "' + "y" * 2000 + '"')
+    assert_error(
+        text,
+        f"bot.yaml:2:9: routes: got {'y' * 60!r}... (a string of 2,000 characters); "
+        "expected a list (lines starting with '- ')",
+    )

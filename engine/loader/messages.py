@@ -38,14 +38,19 @@ _EXPECTED = {
 }
 
 
+_SHOWN_CHARS = 60
+
+
 def describe(value: Any) -> str:
     """`'0.3' (a string)`: the value as written and what YAML made of it."""
     kind = _TYPE_NAMES.get(type(value), type(value).__name__)
-    shown = (
-        repr(value)
-        if not isinstance(value, dict | list)
-        else ("a mapping" if isinstance(value, dict) else "a list")
-    )
+    if isinstance(value, dict | list):
+        shown = "a mapping" if isinstance(value, dict) else "a list"
+    elif isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        # A message is one line a person reads: a long value's start is enough to find it.
+        return f"{value[:_SHOWN_CHARS]!r}... (a string of {len(value):,} characters)"
+    else:
+        shown = repr(value)
     return shown if shown == kind else f"{shown} ({kind})"
 
 
