@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from ..compiled import Chain, CompiledModel, CompiledRoute, Param, route_models
 from ..errors import SpecError
+from ..providers.sdk import KEY_VARIABLES
 from ..spec._base import ENV_REF
 from ..spec.models import (
     AnthropicModel,
@@ -25,8 +26,9 @@ MODEL_FAMILIES = {
     "openai": ("gpt-", "chatgpt-", "o1", "o3", "o4", "codex-"),
     "anthropic": ("claude-",),
 }
-# Where each SDK looks for its key when the model names none.
-DEFAULT_KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+# Where each SDK looks for its server when the model names none.
+BASE_URL_VARIABLES = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+NOT_CONFIGURED_UNTIL_SET = "until it is, this model answers that the bot's model is not configured"
 
 
 class ModelCompiler:
@@ -64,9 +66,9 @@ class ModelCompiler:
             self._warn_unsent_sampling(spec, loc)
         api_key = base_url = None
         if isinstance(spec, OpenAIModel | AnthropicModel):
-            api_key = self._api_key(spec, loc)
-            base_url = self._resolve(spec.base_url, (*loc, "base_url"))
-            self._warn_unknown_name(spec, loc)
+            base_url = self._base_url(spec, loc)
+            api_key = self._api_key(spec, base_url, loc)
+            self._warn_unknown_name(spec, base_url, loc)
         return CompiledModel(
             spec,
             api_key=api_key,
@@ -80,10 +82,19 @@ class ModelCompiler:
             ),
         )
 
-    def _warn_unknown_name(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> None:
+    def _base_url(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> str | None:
+        """The model's server: its own `base_url`, else the SDK's variable (OPENAI_BASE_URL,
+        ANTHROPIC_BASE_URL), resolved here so that the compiled model says where it goes."""
+        given = self._resolve(spec.base_url, (*loc, "base_url"))
+        return given or self._environ.get(BASE_URL_VARIABLES[spec.provider]) or None
+
+    def _warn_unknown_name(
+        self, spec: OpenAIModel | AnthropicModel, base_url: str | None, loc: Loc
+    ) -> None:
         """A name the provider's own API does not serve is most likely a typo. Servers
-        given by `base_url` (or OPENAI_BASE_URL) serve names of their own: not checked."""
-        if spec.base_url or (spec.provider == "openai" and self._environ.get("OPENAI_BASE_URL")):
+        given by `base_url` (or OPENAI_BASE_URL, ANTHROPIC_BASE_URL) serve names of their own:
+        not checked."""
+        if base_url is not None:
             return
         families = MODEL_FAMILIES[spec.provider]
         if not spec.name.startswith(families):
@@ -94,20 +105,18 @@ class ModelCompiler:
                 "until it is fixed, answers say the bot's model is not configured",
             )
 
-    def _api_key(self, spec: OpenAIModel | AnthropicModel, loc: Loc) -> str | None:
+    def _api_key(
+        self, spec: OpenAIModel | AnthropicModel, base_url: str | None, loc: Loc
+    ) -> str | None:
+        """The key, or None. Without one, a model on the provider's own API is never called
+        (engine/providers/sdk.py); one on a server of its own (Ollama) may need none."""
+        hint = None if base_url else NOT_CONFIGURED_UNTIL_SET
         if spec.api_key is not None:
-            return self._resolve(spec.api_key, (*loc, "api_key"))
-        variable = DEFAULT_KEY_VARS[spec.provider]
+            return self._resolve(spec.api_key, (*loc, "api_key"), hint)
+        variable = KEY_VARIABLES[spec.provider]
         value = self._environ.get(variable) or None
-        local = isinstance(spec, OpenAIModel) and (
-            spec.base_url or self._environ.get("OPENAI_BASE_URL")
-        )
-        if value is None and not local:
-            self._warn(
-                loc,
-                f"environment variable {variable} is not set",
-                "until it is, this model answers that the bot's model is not configured",
-            )
+        if value is None and hint is not None:
+            self._warn(loc, f"environment variable {variable} is not set", hint)
         return value
 
     def _warn_unsent_sampling(self, spec: AnthropicModel, loc: Loc) -> None:
@@ -121,7 +130,7 @@ class ModelCompiler:
                     f"remove `{name}` (shape answers with the system prompt instead)",
                 )
 
-    def _resolve(self, value: str | None, loc: Loc) -> str | None:
+    def _resolve(self, value: str | None, loc: Loc, hint: str | None = None) -> str | None:
         """`${VAR}` to its value (warning when unset); any other text as written."""
         if value is None:
             return None
@@ -130,7 +139,7 @@ class ModelCompiler:
             return value
         resolved = self._environ.get(match.group(1)) or None
         if resolved is None:
-            self._warn(loc, f"environment variable {match.group(1)} is not set", None)
+            self._warn(loc, f"environment variable {match.group(1)} is not set", hint)
         return resolved
 
     def _param(self, value: float | int | str | None, loc: Loc) -> Param:

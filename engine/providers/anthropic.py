@@ -7,7 +7,7 @@ from typing import Any
 
 from ..spec.models import AnthropicModel
 from .base import ModelCall
-from .sdk import SDKStream, sdk_client
+from .sdk import SDKStream, sdk_client, sdk_key
 
 # The messages API requires max_tokens; this is used when the bot sets none.
 DEFAULT_MAX_TOKENS = 1024
@@ -17,7 +17,8 @@ def open_stream(
     spec: AnthropicModel, api_key: str | None, base_url: str | None, call: ModelCall
 ) -> SDKStream:
     """Start a streaming message; errors before the first chunk raise ProviderError."""
-    client = sdk_client("anthropic", api_key, base_url, spec.timeout.connect, spec.timeout.total)
+    key = sdk_key(spec, api_key, base_url)
+    client = sdk_client("anthropic", key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
         return client.messages.create(

@@ -8,14 +8,15 @@ from typing import Any
 
 from ..spec.models import OpenAIModel
 from .base import Chunk, ModelCall, ProviderError, close_response, read_upstream
-from .sdk import classify, sdk, sdk_client
+from .sdk import classify, sdk, sdk_client, sdk_key
 
 
 def open_stream(
     spec: OpenAIModel, api_key: str | None, base_url: str | None, call: ModelCall
 ) -> ChatStream:
     """Start a streaming completion; errors before the first chunk raise ProviderError."""
-    client = sdk_client("openai", api_key, base_url, spec.timeout.connect, spec.timeout.total)
+    key = sdk_key(spec, api_key, base_url)
+    client = sdk_client("openai", key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
         return client.chat.completions.with_streaming_response.create(
