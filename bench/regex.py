@@ -114,7 +114,7 @@ def on_python_re(bot: CompiledBot) -> CompiledBot:
     if bot.input is None or bot.spec.input is None:
         return bot
     # One compiled pattern per source, as before (RE2 searches them as one alternation).
-    reject = tuple(PythonRe(source) for source in bot.spec.input.reject)
+    reject = tuple(PythonRe(source) for source in bot.spec.input.patterns())
     return replace(bot, input=replace(bot.input, reject=cast(Any, reject)))
 
 

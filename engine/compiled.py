@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .expressions import Condition
 from .patterns import Pattern
@@ -14,6 +14,7 @@ from .templates import Renderable
 ModelSpec = OpenAIModel | AnthropicModel | PoeModel | ScriptedModel
 # A sampling parameter: a number from the file, or a template rendered per request.
 Param = float | int | Renderable | None
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,28 @@ CompiledRoute = CompiledReply | CompiledError | CompiledLLM
 
 
 @dataclass(frozen=True)
-class CompiledInput:
-    """Input rules with their patterns compiled."""
+class Rule(Generic[V]):
+    """One input rule: its value, and its own refusal message (None: the bot's `invalid`,
+    else the built-in reason)."""
 
-    min_length: int | None
-    max_length: int | None
+    value: V
+    message: Renderable | None = None
+
+
+@dataclass(frozen=True)
+class CompiledInput:
+    """Input rules with their patterns and messages compiled; None: no such rule."""
+
+    min_length: Rule[int] | None
+    max_length: Rule[int] | None
+    # Every pattern, in as few searches as can be: this alone decides whether one is found.
     reject: tuple[Pattern, ...]
-    attachments_required: bool
-    attachments_max: int | None
-    attachment_types: tuple[str, ...] | None
+    # Each pattern on its own, with its message, in order; searched only after `reject`
+    # found one, to tell which. Empty when no pattern has a message: then it cannot matter.
+    reject_rules: tuple[Rule[Pattern], ...]
+    attachments_required: Rule[bool] | None
+    attachments_max: Rule[int] | None
+    attachment_types: Rule[tuple[str, ...]] | None
     invalid: Renderable | None
     error_type: ErrorType
 

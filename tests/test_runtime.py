@@ -17,6 +17,7 @@ from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.runtime import NO_MESSAGE, NO_ROUTE, run
 from engine.runtime.context import build_context, split_conversation
+from engine.runtime.input import REJECTED
 from engine.spec.context import CONTEXT_NAMES
 
 from ._poe import bot as bot_message
@@ -252,6 +253,125 @@ def test_input_rules(
     else:
         text, error_type = expected
         assert events == [Meta(), Error(text, allow_retry=False, error_type=error_type), Done()]
+
+
+PHONE = "{pattern: '\\d{3}-\\d{4}', message: \"Please don't share phone numbers.\"}"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message", "attachments", "expected"),
+    [
+        # A rule's own message beats `invalid`, which beats the built-in reason.
+        (
+            "{max_length: {value: 5, message: 'Under 5, please ({{ message | length }} sent).'}}",
+            "123456",
+            [],
+            ("Under 5, please (6 sent).", "user_message_too_long"),
+        ),
+        ("{max_length: {value: 5, message: Long.}}", "12345", [], None),
+        (
+            "{min_length: {value: 3, message: Say more.}, invalid: Refused.}",
+            " ab ",
+            [],
+            ("Say more.", "user_caused_error"),
+        ),
+        (
+            "{min_length: 3, max_length: {value: 5, message: Long.}, invalid: Refused.}",
+            "ab",
+            [],
+            ("Refused.", "user_caused_error"),
+        ),
+        (
+            f"{{reject: ['(?i)secret', {PHONE}], invalid: Refused.}}",
+            "call 555-1234",
+            [],
+            ("Please don't share phone numbers.", "user_caused_error"),
+        ),
+        (f"{{reject: ['(?i)secret', {PHONE}]}}", "my SECRET", [], (REJECTED, "user_caused_error")),
+        (f"{{reject: ['(?i)secret', {PHONE}]}}", "555 1234", [], None),
+        # The first pattern found in the order written decides, wherever it is in the text.
+        (
+            f"{{reject: ['(?i)secret', {PHONE}], invalid: Refused.}}",
+            "555-1234 is a secret",
+            [],
+            ("Refused.", "user_caused_error"),
+        ),
+        (
+            "{reject: [{pattern: a, message: A.}, {pattern: b, message: B.}]}",
+            "b then a",
+            [],
+            ("A.", "user_caused_error"),
+        ),
+        # A pattern holding \Q is searched apart from the others; its message still counts.
+        (
+            "{reject: [c, {pattern: '\\Qa.b', message: Dots.}]}",
+            "a.b",
+            [],
+            ("Dots.", "user_caused_error"),
+        ),
+        (
+            "{attachments: {required: {value: true, message: Please attach a photo.}}}",
+            "hi",
+            [],
+            ("Please attach a photo.", "user_caused_error"),
+        ),
+        ("{attachments: {required: {value: false, message: Never.}}}", "hi", [], None),
+        (
+            "{attachments: {max: {value: 1, message: One at a time.}, "
+            "types: {value: ['image/*'], message: Images only.}}, invalid: Refused.}",
+            "hi",
+            [PNG, PNG],
+            ("One at a time.", "user_caused_error"),
+        ),
+        (
+            "{attachments: {max: {value: 1, message: One at a time.}, "
+            "types: {value: ['image/*'], message: Images only.}}, invalid: Refused.}",
+            "hi",
+            [PDF],
+            ("Images only.", "user_caused_error"),
+        ),
+        (
+            "{attachments: {max: {value: 0, message: 'No files ({{ attachments[0].name }}).'}}, "
+            "error_type: privacy_authorization_error}",
+            "hi",
+            [PDF],
+            ("No files (r.pdf).", "privacy_authorization_error"),
+        ),
+    ],
+)
+def test_a_rule_may_have_its_own_message(
+    make_bot: MakeBot,
+    rules: str,
+    message: str,
+    attachments: list[dict[str, str]],
+    expected: tuple[str, str] | None,
+) -> None:
+    test_input_rules(make_bot, rules, message, attachments, expected)
+
+
+def test_reject_patterns_without_messages_are_not_searched_one_by_one(make_bot: MakeBot) -> None:
+    plain = _input_bot(make_bot, "{reject: [a, b], invalid: Refused.}")
+    assert plain.input is not None
+    assert [p.source for p in plain.input.reject] == ["(?:a)|(?:b)"]
+    assert plain.input.reject_rules == ()
+    mixed = _input_bot(make_bot, "{reject: [a, {pattern: b, message: B.}]}")
+    assert mixed.input is not None
+    assert [p.source for p in mixed.input.reject] == ["(?:a)|(?:b)"]
+    assert [(r.value.source, r.message is not None) for r in mixed.input.reject_rules] == [
+        ("a", False),
+        ("b", True),
+    ]
+
+
+def test_a_failing_rule_message_is_an_error_event(
+    make_bot: MakeBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = _input_bot(make_bot, "{reject: [{pattern: x, message: '{{ attachments[3].name }}'}]}")
+    with caplog.at_level(logging.ERROR):
+        events = answer(bot, user("x"))
+    assert error_of(events).text.startswith("Sorry, this bot could not build its answer.")
+    (line,) = _engine_logs(caplog)
+    assert line.startswith("bot checked: input.reject[0].message: template failed: ")
 
 
 def test_input_rules_run_before_any_route(make_bot: MakeBot) -> None:

@@ -111,6 +111,11 @@ INVALID: dict[str, dict[str, Any]] = {
     "route-without-action": {"routes": [{"if": "x"}]},
     "route-with-two-actions": {"routes": [{"reply": "a", "error": {"text": "b"}}]},
     "quoted-integer": {"routes": [{"reply": "hi"}], "input": {"max_length": "20"}},
+    "rule-without-message": {"routes": [{"reply": "hi"}], "input": {"max_length": {"value": 2}}},
+    "reject-rule-typo": {
+        "routes": [{"reply": "hi"}],
+        "input": {"reject": [{"pattern": "a", "mesage": "m"}]},
+    },
     "literal-access-key": {"routes": [{"reply": "hi"}], "access_key": "sk-123"},
     "bad-name": {"routes": [{"reply": "hi"}], "name": "has space"},
     "empty-condition": {"routes": [{"if": "", "reply": "hi"}]},
@@ -140,4 +145,9 @@ def test_schema_formats_mark_the_compiled_strings(committed: dict[str, Any]) -> 
     assert reply_route["reply"]["format"] == "jinja-template"
     assert reply_route["if"]["anyOf"][0]["format"] == "jmespath"
     reject = committed["$defs"]["InputRules"]["properties"]["reject"]
-    assert reject["items"]["format"] == "regex"
+    plain, rule = reject["items"]["oneOf"]
+    assert plain["format"] == "regex"
+    assert rule == {"$ref": "#/$defs/RejectRule"}
+    reject_rule = committed["$defs"]["RejectRule"]["properties"]
+    assert reject_rule["pattern"]["format"] == "regex"
+    assert reject_rule["message"]["format"] == "jinja-template"

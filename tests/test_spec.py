@@ -21,6 +21,7 @@ from engine.spec import (
     Turn,
 )
 from engine.spec._base import PatternError
+from engine.spec.input import AttachmentRules, MinLengthRule, RejectRule, RequiredRule, TypesRule
 from engine.spec.poe_settings import DropDown, Slider
 from engine.spec.routes import ACTION_KEYS
 
@@ -267,14 +268,89 @@ def test_input_rules_accept_equal_lengths_and_defaults() -> None:
         ("a{2,1}", 1, "invalid regular expression: invalid repetition {2,1}"),
     ],
 )
-def test_reject_patterns_must_compile(pattern: str, offset: int, message: str) -> None:
+@pytest.mark.parametrize("written", ["plain", "rule"])
+def test_reject_patterns_must_compile(
+    pattern: str, offset: int, message: str, written: str
+) -> None:
+    item: Any = pattern if written == "plain" else {"pattern": pattern, "message": "m"}
     with pytest.raises(ValidationError) as caught:
-        InputRules.model_validate({"reject": ["fine", pattern]})
+        InputRules.model_validate({"reject": ["fine", item]})
     error = only_error(caught)
-    assert error["loc"] == ("reject", 1)
+    # The union tag is no YAML key: the loader drops it (test_loader shows the located text).
+    assert error["loc"] == (
+        ("reject", 1, "plain") if written == "plain" else ("reject", 1, "rule", "pattern")
+    )
     cause = error["ctx"]["error"]
     assert isinstance(cause, PatternError)
     assert (str(cause), cause.pattern, cause.offset) == (message, pattern, offset)
+
+
+def test_every_rule_may_be_written_with_its_own_message() -> None:
+    rules = InputRules.model_validate(
+        {
+            "min_length": {"value": 2, "message": "More."},
+            "max_length": 300,
+            "reject": ["a", {"pattern": "b", "message": "No b."}],
+            "attachments": {
+                "required": {"value": True, "message": "Attach."},
+                "max": 2,
+                "types": {"value": ["image/*"], "message": "Images."},
+            },
+        }
+    )
+    assert rules.min_length == MinLengthRule(value=2, message="More.")
+    assert rules.max_length == 300
+    assert rules.reject == ["a", RejectRule(pattern="b", message="No b.")]
+    assert rules.patterns() == ["a", "b"]
+    assert rules.attachments == AttachmentRules(
+        required=RequiredRule(value=True, message="Attach."),
+        max=2,
+        types=TypesRule(value=["image/*"], message="Images."),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "loc", "message"),
+    [
+        ({"max_length": {"value": 300}}, ("max_length", "rule", "message"), "Field required"),
+        (
+            {"max_length": {"value": 0, "message": "m"}},
+            ("max_length", "rule", "value"),
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            {"max_length": {"value": "300", "message": "m"}},
+            ("max_length", "rule", "value"),
+            "Input should be a valid integer",
+        ),
+        ({"max_length": "300"}, ("max_length", "plain"), "Input should be a valid integer"),
+        (
+            {"reject": [{"pattern": "a", "text": "m"}]},
+            ("reject", 0, "rule", "message"),
+            "Field required",
+        ),
+        (
+            {"attachments": {"types": {"value": [], "message": "m"}}},
+            ("attachments", "types", "rule", "value"),
+            "List should have at least 1 item after validation, not 0",
+        ),
+        (
+            {
+                "min_length": {"value": 5, "message": "m"},
+                "max_length": {"value": 2, "message": "m"},
+            },
+            (),
+            "Value error, min_length 5 is above max_length 2",
+        ),
+    ],
+)
+def test_a_rule_with_a_message_is_checked_like_a_plain_one(
+    rules: dict[str, Any], loc: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        InputRules.model_validate(rules)
+    errors = [(e["loc"], e["msg"]) for e in caught.value.errors()]
+    assert (loc, message) in errors
 
 
 # --- parameter controls ------------------------------------------------------------------

@@ -15,12 +15,15 @@ from ..compiled import (
     CompiledRoute,
     GenerateSuggestions,
     PoeSuggests,
+    Rule,
     Suggestions,
+    V,
 )
 from ..errors import SpecError
 from ..expressions import Condition
-from ..patterns import compile_any
-from ..spec import Bot, ErrorRoute, InputRules, ReplyRoute
+from ..patterns import compile_any, compile_pattern
+from ..spec import AttachmentRules, Bot, ErrorRoute, InputRules, ReplyRoute
+from ..spec.input import RuleSpec, TypesRule, rule_value
 from ..spec.poe_settings import ParameterControls
 from ..spec.routes import GenerateSuggestions as SpecGenerate
 from ..spec.routes import LLMRoute, PoeSuggestions, Suggest
@@ -171,20 +174,44 @@ class Compiler:
             )
 
     def _input(self, rules: InputRules) -> CompiledInput:
-        attachments = rules.attachments
-        invalid = self.template(rules.invalid, ("input", "invalid")) if rules.invalid else None
+        files = rules.attachments or AttachmentRules()
+        required = files.required if isinstance(files.required, bool) else files.required.value
+        types = files.types.value if isinstance(files.types, TypesRule) else files.types
+        reject = tuple(
+            Rule(compile_pattern(source), self._message(item, ("input", "reject", index)))
+            for index, (source, item) in enumerate(zip(rules.patterns(), rules.reject, strict=True))
+        )
         return CompiledInput(
-            min_length=rules.min_length,
-            max_length=rules.max_length,
-            reject=compile_any(rules.reject),
-            attachments_required=bool(attachments and attachments.required),
-            attachments_max=attachments.max if attachments else None,
-            attachment_types=tuple(attachments.types)
-            if attachments and attachments.types
-            else None,
-            invalid=invalid,
+            min_length=self._rule(
+                rule_value(rules.min_length), rules.min_length, ("input", "min_length")
+            ),
+            max_length=self._rule(
+                rule_value(rules.max_length), rules.max_length, ("input", "max_length")
+            ),
+            reject=compile_any(rules.patterns()),
+            reject_rules=reject if any(rule.message for rule in reject) else (),
+            attachments_required=self._rule(
+                required or None, files.required, ("input", "attachments", "required")
+            ),
+            attachments_max=self._rule(
+                rule_value(files.max), files.max, ("input", "attachments", "max")
+            ),
+            attachment_types=self._rule(
+                tuple(types) if types else None, files.types, ("input", "attachments", "types")
+            ),
+            invalid=self.template(rules.invalid, ("input", "invalid")) if rules.invalid else None,
             error_type=rules.error_type,
         )
+
+    def _rule(self, value: V | None, written: object, loc: Loc) -> Rule[V] | None:
+        """The rule at `loc` (None when it is not set), with its message if it has one."""
+        return None if value is None else Rule(value, self._message(written, loc))
+
+    def _message(self, written: object, loc: Loc) -> Renderable | None:
+        """The rule's own message, compiled, when it is written as `{..., message: ...}`."""
+        if isinstance(written, RuleSpec):
+            return self.template(written.message, (*loc, "message"))
+        return None
 
 
 def _param_defaults(controls: ParameterControls | None) -> dict[str, Any]:

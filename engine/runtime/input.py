@@ -2,59 +2,83 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..compiled import CompiledInput
+from ..compiled import CompiledInput, Rule
+from ..patterns import Pattern
 from ..protocol.events import Error
+from ..templates import Renderable
 
 TOO_LONG = "user_message_too_long"
+REJECTED = "Sorry, I can't accept that message."
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a message is refused: the built-in reason, and the rule's own message if any."""
+
+    reason: str
+    message: Renderable | None = None
+    error_type: str | None = None  # None: the bot's `error_type`
 
 
 def check_input(rules: CompiledInput, context: dict[str, Any]) -> Error | None:
-    """The error event for the first rule the message breaks."""
-    found = _violation(rules, context["message"], context["attachments"])
-    if found is None:
+    """The error event for the first rule the message breaks: its own message, else the
+    bot's `invalid`, else the built-in reason."""
+    refusal = _violation(rules, context["message"], context["attachments"])
+    if refusal is None:
         return None
-    reason, error_type = found
-    text = rules.invalid.render(context) if rules.invalid is not None else reason
-    return Error(text, allow_retry=False, error_type=error_type or rules.error_type)
+    template = refusal.message or rules.invalid
+    text = template.render(context) if template is not None else refusal.reason
+    return Error(text, allow_retry=False, error_type=refusal.error_type or rules.error_type)
 
 
 def _violation(
     rules: CompiledInput, message: str, attachments: list[dict[str, Any]]
-) -> tuple[str, str | None] | None:
-    length = len(message.strip())
-    if rules.max_length is not None and len(message) > rules.max_length:
-        return (
+) -> Refusal | None:
+    longest, shortest = rules.max_length, rules.min_length
+    if longest is not None and len(message) > longest.value:
+        reason = (
             f"Your message is too long ({len(message):,} characters; "
-            f"the limit is {rules.max_length:,}).",
-            TOO_LONG,
+            f"the limit is {longest.value:,})."
         )
-    if rules.min_length is not None and length < rules.min_length:
-        return f"Your message is too short (at least {rules.min_length:,} characters).", None
+        return Refusal(reason, longest.message, TOO_LONG)
+    if shortest is not None and len(message.strip()) < shortest.value:
+        reason = f"Your message is too short (at least {shortest.value:,} characters)."
+        return Refusal(reason, shortest.message)
+    # One search (or a few) over every pattern decides; only a refused message is searched
+    # again, pattern by pattern, to find the rule whose message it gets.
     if any(pattern.found_in(message) for pattern in rules.reject):
-        return "Sorry, I can't accept that message.", None
+        return Refusal(REJECTED, _first_found(rules.reject_rules, message))
     return _attachment_violation(rules, attachments)
+
+
+def _first_found(rules: tuple[Rule[Pattern], ...], message: str) -> Renderable | None:
+    """The message of the first pattern, in the order written, found in the message."""
+    return next((rule.message for rule in rules if rule.value.found_in(message)), None)
 
 
 def _attachment_violation(
     rules: CompiledInput, attachments: list[dict[str, Any]]
-) -> tuple[str, str | None] | None:
-    if rules.attachments_required and not attachments:
-        return "Please attach a file.", None
-    if rules.attachments_max is not None and len(attachments) > rules.attachments_max:
-        if rules.attachments_max == 0:
-            return "This bot does not accept attachments.", None
-        return f"Please attach at most {rules.attachments_max} file(s).", None
-    allowed = rules.attachment_types
+) -> Refusal | None:
+    required, most, allowed = (
+        rules.attachments_required,
+        rules.attachments_max,
+        rules.attachment_types,
+    )
+    if required is not None and not attachments:
+        return Refusal("Please attach a file.", required.message)
+    if most is not None and len(attachments) > most.value:
+        if most.value == 0:
+            return Refusal("This bot does not accept attachments.", most.message)
+        return Refusal(f"Please attach at most {most.value} file(s).", most.message)
     if allowed is not None:
         for attachment in attachments:
             kind = attachment.get("content_type") or ""
-            if not any(fnmatchcase(kind, pattern) for pattern in allowed):
-                return (
-                    f"{attachment.get('name') or 'That file'} is not accepted "
-                    f"(allowed: {', '.join(allowed)}).",
-                    None,
-                )
+            if not any(fnmatchcase(kind, pattern) for pattern in allowed.value):
+                name = attachment.get("name") or "That file"
+                reason = f"{name} is not accepted (allowed: {', '.join(allowed.value)})."
+                return Refusal(reason, allowed.message)
     return None
