@@ -12,6 +12,7 @@ included, must read back as PyYAML reads it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -63,6 +64,13 @@ HOSTILE_VALUES = [
     "'unclosed",
     "{{ message",
 ]
+# Nesting inside a string, out of the YAML loader's sight: Jinja's and JMESPath's parsers.
+NESTED_TEMPLATES = [
+    '"{{ ' + "(" * 80 + "message" + ")" * 80 + ' }}"',
+    '"{% if ' + "(" * 80 + "turn" + ")" * 80 + ' %}x{% endif %}"',
+]
+NESTED_CONDITIONS = ['"' + "(" * 600 + "message" + ")" * 600 + '"', '"' + "!" * 600 + 'message"']
+SOURCE_KEY = re.compile(r"^\s*-?\s*(if|reply|system|prompt): ")
 TOKENS = ["-", " ", "  ", "\n", ": ", ":", "?", ",", "[", "]", "{", "}", "&a", "*a", "<<"]
 TOKENS += ["'", '"', "|", ">", "#", "%YAML 1.1", "---", "...", "@", "`", "\\", "\t", "\r"]
 TOKENS += ["a", "1", "0x1F", "1e9", "~", "yes", "name", "routes", "reply", "if", "{{", "}}"]
@@ -78,6 +86,7 @@ hostile_value = st.one_of(
 )
 
 MUTATIONS = ["value", "anchor", "insert", "indent", "duplicate", "drop", "cut", "stray"]
+MUTATIONS += ["source"]
 
 
 @st.composite
@@ -98,6 +107,13 @@ def mutated_bot(draw: st.DrawFn) -> str:
                 lines.insert(after, f"{key.strip() or 'x'}: *a")
             case "insert":
                 lines.insert(at, " " * draw(st.integers(0, 6)) + draw(hostile_value))
+            case "source":  # a template or condition: its own parser reads the string
+                sources = [i for i, text in enumerate(lines) if SOURCE_KEY.search(text)]
+                if sources:
+                    at = draw(st.sampled_from(sources))
+                    key = lines[at].split(": ", 1)[0]
+                    nested = NESTED_CONDITIONS if key.endswith("if") else NESTED_TEMPLATES
+                    lines[at] = f"{key}: {draw(st.sampled_from(nested))}"
             case "indent":
                 lines[at] = " " * draw(st.integers(0, 3)) + line.lstrip(" ")
             case "duplicate":
@@ -206,3 +222,17 @@ def test_validate_reports_every_trap_file_located_and_exits_1(tmp_path: Path) ->
     for line in lines[:-1]:
         file, row, column, _ = line.split(":", 3)
         assert int(row) >= 1 and int(column) >= 1, line
+
+
+@pytest.mark.parametrize("example", range(len(EXAMPLES)))
+def test_every_source_nested_too_deeply_ends_in_located_messages(example: int) -> None:
+    """Each template and condition of each example, in turn, nested past its parser's depth
+    (the mutations above rarely leave the rest of a file intact enough to reach them)."""
+    lines = EXAMPLES[example].splitlines()
+    sources = [at for at, line in enumerate(lines) if SOURCE_KEY.search(line)]
+    assert sources
+    for at in sources:
+        key = lines[at].split(": ", 1)[0]
+        for nested in NESTED_CONDITIONS if key.endswith("if") else NESTED_TEMPLATES:
+            changed = [*lines[:at], f"{key}: {nested}", *lines[at + 1 :]]
+            assert_located("\n".join(changed) + "\n")
