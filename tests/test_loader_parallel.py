@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.loader import LoadReport, load_paths, parallel
+from engine.loader import LoadReport, load_paths
 from engine.loader.parallel import default_jobs, fork_map
 from engine.testing import run_bot_tests
 
@@ -104,7 +104,7 @@ def test_without_processes_to_spare_the_parent_does_the_work(
     def no_fork() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(parallel.os, "fork", no_fork)
+    monkeypatch.setattr(os, "fork", no_fork)
     with caplog.at_level(logging.WARNING, logger="engine.loader"):
         assert fork_map(lambda item: -item, [1, 2, 3, 4], 2) == [-1, -2, -3, -4]
     assert "cannot start a loading process ([Errno 11] Resource temporarily unavailable)" in (
@@ -122,7 +122,7 @@ def test_children_are_reaped_when_the_parent_fails(monkeypatch: pytest.MonkeyPat
             forked.append(pid)
         return pid
 
-    monkeypatch.setattr(parallel.os, "fork", recording_fork)
+    monkeypatch.setattr(os, "fork", recording_fork)
 
     def fail_here(item: int) -> int:
         if item == 0:  # the parent's first item

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def test_accept_json_gets_the_aggregated_answer(example_client: FlaskClient) -> 
 def test_without_a_gevent_socket_the_answer_is_not_watched() -> None:
     """Flask's test client (or any server without gunicorn's socket): nothing to wait on,
     so the events pass through untouched and a disconnect is noticed at the next write."""
-    events = iter([Meta(flush=True), Text("a"), Done()])
+    events: Iterator[Event] = iter([Meta(flush=True), Text("a"), Done()])
     assert until_gone(events, {}, "bot") is events
     assert until_gone(events, {"gunicorn.socket": object()}, "bot") is events
 
