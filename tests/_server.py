@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .conftest import KEY, REPO
+from .conftest import BOTS_DIR, KEY, REPO
 
 ACCESS_KEYS = ("ACME_HELP_ACCESS_KEY", "IMAGE_STUDIO_ACCESS_KEY", "HELLO_ACCESS_KEY")
 SERVER_VARS = ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY", "LOG_LEVEL")
@@ -40,7 +40,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> Non
 
 
 class Server:
-    """One `python app.py` process serving bots/ with every access key set to KEY."""
+    """One `python app.py` process serving the example bots with every access key set to KEY."""
 
     def __init__(self, log_path: Path, workers: int = 2, **env: str) -> None:
         self.port = free_port()
@@ -51,7 +51,7 @@ class Server:
         environ |= {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
-            "BOTS_DIR": "bots",
+            "BOTS_DIR": str(BOTS_DIR),  # the example bots only
             "WEB_CONCURRENCY": str(workers),
             "LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",

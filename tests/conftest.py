@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +25,22 @@ from engine.web import create_app
 from .fake_llm import FakeLLM
 
 REPO = Path(__file__).resolve().parent.parent
-BOTS_DIR = REPO / "bots"
+# The engine's own example bots. A creator's bots beside them in bots/ are for `python -m
+# engine validate` and `test` to check; they must never make this suite fail.
+EXAMPLE_BOTS = ("acme-help", "acme-router", "claude-editor", "gpt-tutor", "hello", "image-studio")
+
+
+def _examples_folder() -> Path:
+    """A folder holding a copy of the example bots and nothing else, made once per run."""
+    folder = Path(tempfile.mkdtemp(prefix="engine-examples-")) / "bots"
+    folder.mkdir()
+    atexit.register(shutil.rmtree, folder.parent, True)
+    for name in EXAMPLE_BOTS:
+        shutil.copy(REPO / "bots" / f"{name}.yaml", folder / f"{name}.yaml")
+    return folder
+
+
+BOTS_DIR = _examples_folder()
 KEY = "K" * 32
 # Every variable an example bot or model reads, set, so the examples load without warnings.
 EXAMPLE_ENV = {

@@ -11,13 +11,14 @@ from engine.loader import load_paths
 from engine.settings import Settings
 from engine.testing import run_bot_tests
 
-from .conftest import BOTS_DIR
+from .conftest import BOTS_DIR, EXAMPLE_BOTS, REPO
 
 BOT_FILES = sorted(BOTS_DIR.glob("*.yaml"))
 
 
-def test_there_are_example_bots() -> None:
-    assert {path.stem for path in BOT_FILES} >= {"acme-help", "image-studio", "hello"}
+def test_the_example_bots_are_all_there() -> None:
+    assert [path.stem for path in BOT_FILES] == sorted(EXAMPLE_BOTS)
+    assert all((REPO / "bots" / path.name).read_text() == path.read_text() for path in BOT_FILES)
 
 
 @pytest.mark.parametrize("path", BOT_FILES, ids=lambda p: p.name)
@@ -41,7 +42,7 @@ def test_bot_declares_its_access_key_as_an_env_reference(path: Path) -> None:
     report = load_paths([path], env={})
     (bot,) = report.bots.values()
     assert bot.access_key_var is not None
-    example = (BOTS_DIR.parent / ".env.example").read_text(encoding="utf-8")
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
     assert f"\n{bot.access_key_var}=" in example
 
 
@@ -49,7 +50,7 @@ def test_bot_declares_its_access_key_as_an_env_reference(path: Path) -> None:
 def test_every_server_setting_is_documented(setting: str) -> None:
     """In the README's table and in .env.example, under its environment variable's name."""
     variable = setting.upper()
-    readme = (BOTS_DIR.parent / "README.md").read_text(encoding="utf-8")
-    example = (BOTS_DIR.parent / ".env.example").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
     assert f"`{variable}`" in readme
     assert re.search(rf"^(# )?{variable}=", example, re.MULTILINE)
