@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anthropic  # noqa: F401 - imported once here: the first import takes about a second
 import openai  # noqa: F401
@@ -37,7 +37,7 @@ from .conftest import REPO, compile_bot
 from .fake_llm import FakeLLM, chunks
 
 FAST = RelayTiming(keepalive=60.0, backoff=0.01, backoff_max=0.02)
-SPECS = {
+SPECS: dict[str, OpenAIModel | AnthropicModel] = {
     "openai": OpenAIModel(provider="openai", name="gpt-4o-mini"),
     "anthropic": AnthropicModel(provider="anthropic", name="claude-haiku-4-5"),
 }
@@ -105,7 +105,7 @@ def test_a_server_of_its_own_is_called_without_a_key(openai_api: FakeLLM) -> Non
 
 def answer(bot: CompiledBot) -> list[Event]:
     events = guarded(run(bot, parse_query(query(user("hi"))), timing=FAST), bot.name)
-    return [event for event in cast(Iterator[Event], events) if not isinstance(event, Meta)]
+    return [event for event in events if not isinstance(event, Meta)]
 
 
 def llm_bot(*models: dict[str, Any], env: dict[str, str] | None = None) -> CompiledBot:
