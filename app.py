@@ -12,21 +12,42 @@ import sys  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
 
+from engine.envfile import EnvFile, load_env_file  # noqa: E402
 from engine.errors import EngineError  # noqa: E402
 from engine.server import Server  # noqa: E402
 from engine.settings import Settings, describe_invalid  # noqa: E402
 from engine.web import create_app  # noqa: E402
 
-if __name__ == "__main__":
+log = logging.getLogger("engine")
+
+
+def report_env_file(env_file: EnvFile | None) -> None:
+    if env_file is None:
+        return
+    if env_file.loaded or env_file.kept:
+        log.info("%s", env_file.summary)
+    for problem in env_file.problems:
+        log.warning("%s", problem)
+
+
+def main() -> None:
+    env_file = load_env_file()
     try:
         settings = Settings()
     except ValidationError as exc:
+        for problem in env_file.problems if env_file else ():
+            print(f"warning: {problem}", file=sys.stderr)
         sys.exit(f"not starting: {describe_invalid(exc)}")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    report_env_file(env_file)
     try:
         app = create_app(settings=settings)
     except EngineError as exc:
         sys.exit(f"not starting:\n{exc}")
     Server(app, settings).run()
+
+
+if __name__ == "__main__":
+    main()

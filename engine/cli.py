@@ -50,7 +50,11 @@ def _summary(report: LoadReport) -> str:
 @click.group()
 @click.version_option(package_name=None, version=__import__("engine").__version__)
 def main() -> None:
-    """Declarative Poe bots: check, test and serve the YAML files in bots/."""
+    """Declarative Poe bots: check, test and serve the YAML files in bots/.
+
+    Every command first reads .env in the current folder, if there is one; variables
+    already set in the environment win over it.
+    """
 
 
 @main.command()

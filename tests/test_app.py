@@ -101,3 +101,23 @@ def test_sdks_no_bot_uses_are_not_imported(tmp_path: Path) -> None:
     assert _imported_after_start(tmp_path, "routes: [{reply: hi}]\n").isdisjoint(
         {"openai", "anthropic"}
     )
+
+
+def test_reads_dotenv_in_the_current_folder_where_set_variables_win(tmp_path: Path) -> None:
+    (tmp_path / "bots").mkdir()
+    for name in ("kept", "unkeyed"):
+        bot = f"access_key: ${{{name.upper()}_ACCESS_KEY}}\nroutes: [{{reply: hi}}]\n"
+        (tmp_path / "bots" / f"{name}.yaml").write_text(bot, encoding="utf-8")
+    # Were .env to win, PORT=eighty would refuse to start; were it not read, both bots.
+    dotenv = f"HOST=127.0.0.1\nPORT=eighty\nKEPT_ACCESS_KEY={'K' * 32}\nnot an assignment\n"
+    (tmp_path / ".env").write_text(dotenv, encoding="utf-8")
+    result = _start({"HOST": "0.0.0.0", "PORT": "1"}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "INFO engine: read 1 variable from .env (2 variables already set in the " in (
+        result.stderr
+    )
+    assert "WARNING engine: .env:4: cannot read this line, skipped" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "refusing to serve unkeyed on 0.0.0.0 without an access key; "
+        "export UNKEYED_ACCESS_KEY (or bind HOST=127.0.0.1)"
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import engine
 from engine import schema
 from engine.cli import main
 
-from .conftest import BOTS_DIR, EXAMPLE_ENV
+from .conftest import BOTS_DIR, EXAMPLE_ENV, KEY, REPO
 
 Folder = Callable[[dict[str, str]], Path]
 
@@ -256,3 +259,64 @@ def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert engine.__version__ in result.stdout
+
+
+# --- .env ------------------------------------------------------------------------------
+
+KEYED = "access_key: ${DOTENV_TEST_ACCESS_KEY}\nroutes: [{reply: hi}]\n"
+
+
+def engine_in(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m engine ARGS` as a user runs it, in `folder`, the test's keys unset."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOTENV_TEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=folder,
+        env=clean | {"PYTHONPATH": str(REPO)} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def dotenv_folder(tmp_path: Path, dotenv: str) -> Path:
+    (tmp_path / "bots").mkdir()
+    (tmp_path / "bots" / "keyed.yaml").write_text(KEYED, encoding="utf-8")
+    (tmp_path / ".env").write_text(dotenv, encoding="utf-8")
+    return tmp_path
+
+
+def test_validate_reads_the_key_from_dotenv(tmp_path: Path) -> None:
+    folder = dotenv_folder(tmp_path, f"# copied from .env.example\nDOTENV_TEST_ACCESS_KEY={KEY}\n")
+    result = engine_in(folder, "validate")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "1 file: 0 errors, 0 warnings\n",
+        "",
+    )
+
+
+def test_a_variable_already_set_wins_over_dotenv(tmp_path: Path) -> None:
+    folder = dotenv_folder(tmp_path, f"DOTENV_TEST_ACCESS_KEY={KEY}\n")
+    result = engine_in(folder, "validate", DOTENV_TEST_ACCESS_KEY="short")
+    assert "DOTENV_TEST_ACCESS_KEY holds a 5-character key" in result.stdout
+    assert result.stdout.endswith("1 file: 0 errors, 1 warning\n")
+
+
+def test_an_unreadable_dotenv_line_is_a_warning_naming_it(tmp_path: Path) -> None:
+    folder = dotenv_folder(tmp_path, f"this line is no assignment\nDOTENV_TEST_ACCESS_KEY={KEY}\n")
+    result = engine_in(folder, "validate")
+    assert result.returncode == 0
+    assert result.stdout == "1 file: 0 errors, 0 warnings\n"  # the other lines still count
+    assert result.stderr == (
+        "warning: .env:1: cannot read this line, skipped (lines are NAME=value, # comments "
+        "or blank)\n"
+    )
+
+
+def test_without_dotenv_the_variable_is_unset(tmp_path: Path) -> None:
+    folder = dotenv_folder(tmp_path, "")
+    (folder / ".env").unlink()
+    result = engine_in(folder, "validate")
+    assert "environment variable DOTENV_TEST_ACCESS_KEY is not set" in result.stdout
