@@ -89,12 +89,11 @@ class CaseResult:
 
 def answer(
     bot: CompiledBot,
-    history: list[Message],
+    request: QueryRequest,
     now: datetime | None = None,
     model_reply: str | list[str] | None = None,
 ) -> Answer:
     """Send the conversation to the bot, as Poe would, and collect the answer."""
-    request = QueryRequest(query=history, user_id="u-test", conversation_id="c-test")
     models = ScriptedModels(model_reply)
     result = Answer()
     events = run(bot, request, now, opener=models, timing=TEST_TIMING)
@@ -113,7 +112,13 @@ def run_case(bot: CompiledBot, case: TestCase, index: int) -> CaseResult:
     turns = case.all_turns()
     for number, turn in enumerate(turns, start=1):
         history.append(_user_message(turn))
-        result = answer(bot, history, model_reply=turn.model_reply)
+        request = QueryRequest(
+            query=list(history),
+            user_id=case.user_id,
+            conversation_id=case.conversation_id,
+            language_code=turn.language or case.language,
+        )
+        result = answer(bot, request, turn.now, turn.model_reply)
         prefix = f"turn {number}: " if len(turns) > 1 else ""
         failures += [prefix + failure for failure in check(turn.expect, result)]
         history.append(Message(role="bot", content=result.text, metadata=result.metadata))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from engine.protocol.requests import QueryRequest
 from engine.spec import (
     BOT_NAME_PATTERN,
     Bot,
@@ -544,6 +546,7 @@ def test_the_single_turn_form_becomes_one_turn() -> None:
             "params": {"style": "pixel"},
             "attachments": [{"content_type": "image/png"}],
             "expect": {"contains": "x"},
+            "language": "en",
         }
     )
     attachment = turn.attachments[0]
@@ -562,6 +565,74 @@ def test_the_turns_form_keeps_its_turns() -> None:
     )
     assert [t.say for t in case.all_turns()] == ["a", "b"]
     assert case.all_turns()[1].expect.error is True
+
+
+def test_turns_take_the_tests_language_and_time_unless_they_set_their_own() -> None:
+    morning, evening = datetime(2026, 3, 4, 9, tzinfo=UTC), datetime(2026, 3, 4, 18, tzinfo=UTC)
+    case = TestCase.model_validate(
+        {
+            "language": "pt-BR",
+            "now": morning,
+            "user_id": "u-42",
+            "turns": [{"say": "a"}, {"say": "b", "language": "de", "now": evening}],
+        }
+    )
+    assert [(t.language, t.now) for t in case.all_turns()] == [
+        ("pt-BR", morning),
+        ("de", evening),
+    ]
+    assert (case.user_id, case.conversation_id) == ("u-42", "c-test")
+    (single,) = TestCase.model_validate({"say": "a"}).all_turns()
+    assert (single.language, single.now) == ("en", None)
+
+
+@pytest.mark.parametrize(
+    ("written", "utc"),
+    [
+        (datetime(2026, 3, 4, 9, 30), datetime(2026, 3, 4, 9, 30, tzinfo=UTC)),
+        (
+            datetime(2026, 3, 4, 9, 30, tzinfo=timezone(timedelta(hours=2))),
+            datetime(2026, 3, 4, 7, 30, tzinfo=UTC),
+        ),
+        ("2026-03-04T09:30:00-01:00", datetime(2026, 3, 4, 10, 30, tzinfo=UTC)),
+        (date(2026, 3, 4), datetime(2026, 3, 4, tzinfo=UTC)),
+    ],
+)
+def test_a_tests_time_is_utc(written: Any, utc: datetime) -> None:
+    now = TestCase.model_validate({"say": "a", "now": written}).now
+    assert now == utc
+    assert now is not None and now.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "en",
+        "pt-BR",
+        "zh-Hant-TW",
+        "sr-Latn-RS-x-a-b-c",
+        "EN",
+        "e",
+        "english",
+        "en_US",
+        "en-",
+        "pt-BR ",
+        "en-toolongtag",
+        "a-b-c-d-e-f-g-h",
+        "",
+        "ＥＮ",
+    ],
+)
+def test_a_tests_language_is_what_the_request_edge_accepts(tag: str) -> None:
+    """A tag Poe's request could not carry (the edge reads it as `en`) is refused."""
+    if QueryRequest(query=[], language_code=tag).language_code == tag:
+        assert TestCase.model_validate({"say": "a", "language": tag}).language == tag
+        return
+    with pytest.raises(ValidationError) as caught:
+        TestCase.model_validate({"say": "a", "language": tag})
+    assert only_error(caught)["msg"] == (
+        f"Value error, got {tag!r}; expected a BCP 47 language tag such as en or pt-BR"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ CONTEXT_DOC: dict[str, str] = {
     "vars": "Variables saved by flows (empty until flows exist).",
     "user": "The user: id.",
     "conversation": "The conversation: id.",
-    "language": "The user's language code, such as `en`.",
+    "language": "The user's language, a BCP 47 tag such as `en` or `pt-BR` (anything else "
+    "reads as `en`).",
     "bot": "This bot: name and description.",
     "now": "Current UTC time: iso, date, time, hour, minute, weekday (Monday=0), timestamp.",
 }

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ._base import Regex, StrictModel
 from .input import ErrorType
+
+# A BCP 47 tag as Poe sends it and the request edge accepts it (protocol/requests.py reads
+# anything else as `en`): a 2-3 letter language, then up to six subtags (script, region...).
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,6}")
+
+
+def _check_tag(tag: str) -> str:
+    if not LANGUAGE_TAG.fullmatch(tag):
+        raise ValueError(f"got {tag!r}; expected a BCP 47 language tag such as en or pt-BR")
+    return tag
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """`now` in the context is UTC: a time with a zone is converted, one without is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+LanguageTag = Annotated[
+    str,
+    AfterValidator(_check_tag),
+    Field(json_schema_extra={"pattern": f"^{LANGUAGE_TAG.pattern}$"}),
+]
+# Written unquoted, YAML reads it as a timestamp; quoted, it is parsed as ISO 8601.
+Moment = Annotated[datetime, AfterValidator(_in_utc), Field(strict=False)]
 
 
 class Attachment(StrictModel):
@@ -68,6 +94,17 @@ class Turn(StrictModel):
         description="What the model answers in this turn (a list: one per model call, "
         "such as the answer then generated suggestions). Tests never call real models.",
     )
+    language: LanguageTag | None = Field(
+        None,
+        description="The user's language in this turn (`language` in conditions and "
+        "templates), a BCP 47 tag; default: the test's `language`.",
+        examples=["pt-BR"],
+    )
+    now: Moment | None = Field(
+        None,
+        description="When this turn is sent (`now`); default: the test's `now`.",
+        examples=["2026-03-04T18:30:00Z"],
+    )
     expect: Expect = Field(default_factory=Expect, description="Checks on the answer.")
 
 
@@ -85,6 +122,29 @@ class TestCase(StrictModel):
     model_reply: str | list[str] | None = Field(None, description="Single-turn model reply.")
     expect: Expect | None = Field(None, description="Single-turn checks.")
     turns: list[Turn] | None = Field(None, min_length=1, description="Several turns, in order.")
+    language: LanguageTag = Field(
+        "en",
+        description="The user's language (`language` in conditions and templates), a BCP 47 "
+        "tag, in every turn that does not set its own.",
+        examples=["pt-BR", "de", "zh-Hant-TW"],
+    )
+    now: Moment | None = Field(
+        None,
+        description="When the conversation happens (`now` in conditions and templates), in "
+        "every turn that does not set its own; a time without a zone is UTC. Default: the "
+        "real time, so set it when an answer depends on the time.",
+        examples=["2026-03-04T09:30:00Z", "2026-03-04T09:30:00+01:00"],
+    )
+    user_id: str = Field(
+        "u-test",
+        description="The user's id (`user.id` in conditions and templates).",
+        examples=["u-42"],
+    )
+    conversation_id: str = Field(
+        "c-test",
+        description="The conversation's id (`conversation.id` in conditions and templates).",
+        examples=["c-7"],
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> TestCase:
@@ -100,16 +160,20 @@ class TestCase(StrictModel):
         return self
 
     def all_turns(self) -> list[Turn]:
-        """The conversation as turns, whichever form it was written in."""
-        if self.turns is not None:
-            return list(self.turns)
-        assert self.say is not None
-        return [
-            Turn(
+        """The conversation as turns, whichever form it was written in, each with its
+        language and time (the test's unless the turn sets its own)."""
+        if self.turns is None:
+            assert self.say is not None
+            single = Turn(
                 say=self.say,
                 params=self.params,
                 attachments=self.attachments,
                 model_reply=self.model_reply,
                 expect=self.expect or Expect(),
             )
-        ]
+            return [self._with_defaults(single)]
+        return [self._with_defaults(turn) for turn in self.turns]
+
+    def _with_defaults(self, turn: Turn) -> Turn:
+        language = turn.language or self.language
+        return turn.model_copy(update={"language": language, "now": turn.now or self.now})
