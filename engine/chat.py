@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mimetypes
 import sys
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from .compiled import CompiledBot
 from .errors import EngineError, SpecError
 from .loader import BOT_SUFFIXES, LoadReport, load_paths
 from .protocol.events import Error, Event, File, Replace, Text
 from .protocol.guard import guarded
-from .protocol.requests import Message, QueryRequest
+from .protocol.requests import Attachment, Message, QueryRequest
 from .protocol.transcript import Transcript
 from .runtime import run
+from .spec.tests import LANGUAGE_TAG
 
 __all__ = [
     "BrokenBot",
     "ChatSession",
+    "RequestFields",
     "Terminal",
     "UnknownBot",
+    "attachment_for",
+    "check_language",
     "find_bot",
     "parse_param",
     "run_chat",
@@ -39,11 +46,12 @@ Responder = Callable[[CompiledBot, QueryRequest], Iterable[Event]]
 USER_ID = "u-terminal"
 PROMPT = "you> "
 HELP = (
-    "/reset starts a new conversation, /quit leaves (or Ctrl-D); "
+    "/reset starts a new conversation, /quit leaves (or Ctrl-D), /language TAG sets your "
+    "language, /attach FILE|URL attaches a file to your next message; "
     "a number sends that suggested reply, // sends a message starting with /"
 )
 QUIT = frozenset({"/quit", "/exit", "/q"})
-RESET = "/reset"
+RESET, LANGUAGE, ATTACH = "/reset", "/language", "/attach"
 
 
 # --- finding the bot ---------------------------------------------------------------------
@@ -126,6 +134,38 @@ def parse_param(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return name.strip(), value
+
+
+def check_language(tag: str) -> str:
+    """The tag, if Poe could send it as the user's language (a BCP 47 tag); else ValueError."""
+    if not LANGUAGE_TAG.fullmatch(tag):
+        raise ValueError(f"got {tag!r}; expected a BCP 47 language tag such as en or pt-BR")
+    return tag
+
+
+def attachment_for(target: str) -> Attachment:
+    """A file to attach, as Poe would send it: a URL as given, a local file as its `file:`
+    URL (a text file with its text, which Poe extracts); the type guessed from the name."""
+    if "://" in target:
+        name = PurePosixPath(urlsplit(target).path).name or target
+        return Attachment(url=target, name=name, content_type=_content_type(name))
+    path = Path(target).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {target}")
+    content_type = _content_type(path.name)
+    text = None
+    if content_type.startswith("text/"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+    return Attachment(
+        url=path.resolve().as_uri(),
+        name=path.name,
+        content_type=content_type,
+        parsed_content=text,
+    )
+
+
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 # --- the terminal ------------------------------------------------------------------------
@@ -240,6 +280,27 @@ def runtime_responder(bot: CompiledBot, request: QueryRequest) -> Iterable[Event
     return run(bot, request)
 
 
+@dataclass
+class RequestFields:
+    """What Poe's request says besides the conversation: the user's language and the ids.
+
+    Conditions and templates read them as `language`, `user.id` and `conversation.id`.
+    """
+
+    language: str = "en"
+    user_id: str = USER_ID
+    conversation_id: str | None = None  # None: a new id for each conversation
+
+    def shown(self) -> str:
+        """The fields that differ from the defaults, for the banner."""
+        changed = [
+            ("language", self.language, "en"),
+            ("user", self.user_id, USER_ID),
+            ("conversation", self.conversation_id, None),
+        ]
+        return "".join(f", {name}: {value}" for name, value, default in changed if value != default)
+
+
 class ChatSession:
     """The conversation Poe would resend on every message, kept between turns."""
 
@@ -248,31 +309,42 @@ class ChatSession:
         bot: CompiledBot,
         params: dict[str, Any] | None = None,
         respond: Responder = runtime_responder,
+        fields: RequestFields | None = None,
     ) -> None:
         self.bot, self.params, self._respond = bot, dict(params or {}), respond
+        self.fields = fields or RequestFields()
         self.history: list[Message] = []
         self.suggestions: list[str] = []
+        self.attachments: list[Attachment] = []  # for the next message
         self.conversation_id = ""
         self.reset()
 
     def reset(self) -> None:
-        """A new conversation: no history, no suggestions, a new conversation id."""
+        """A new conversation: no history, suggestions or attachments, a new conversation id
+        (unless one was given); the language stays."""
         self.history.clear()
-        self.suggestions = []
-        self.conversation_id = f"c-{uuid.uuid4().hex[:12]}"
+        self.suggestions, self.attachments = [], []
+        self.conversation_id = self.fields.conversation_id or f"c-{uuid.uuid4().hex[:12]}"
 
     def request_for(self, text: str) -> QueryRequest:
-        """The whole conversation with `text` as the new user message, as Poe sends it."""
+        """The whole conversation with `text` as the new user message, as Poe sends it; the
+        files attached since the last message go with it."""
         number = len(self.history) + 1
         message = Message(
-            role="user", content=text, parameters=self.params, message_id=f"m-{number}"
+            role="user",
+            content=text,
+            parameters=self.params,
+            attachments=self.attachments,
+            message_id=f"m-{number}",
         )
+        self.attachments = []
         self.history.append(message)
         return QueryRequest(
             query=list(self.history),
-            user_id=USER_ID,
+            user_id=self.fields.user_id,
             conversation_id=self.conversation_id,
             message_id=message.message_id,
+            language_code=self.fields.language,
         )
 
     def send(self, text: str, terminal: Terminal) -> Transcript:
@@ -316,13 +388,14 @@ def run_chat(
     stdout: TextIO,
     warnings: Iterable[SpecError] = (),
     respond: Responder = runtime_responder,
+    fields: RequestFields | None = None,
 ) -> int:
     """Chat until /quit, end of input or Ctrl-C; the exit code (always 0: leaving is fine)."""
     terminal = Terminal(stdin, stdout)
-    session = ChatSession(bot, params, respond)
+    session = ChatSession(bot, params, respond, fields)
     for warning in warnings:
         terminal.write(f"{warning}\n")
-    terminal.write(_banner(bot, params))
+    terminal.write(_banner(bot, params, session.fields))
     _greet(bot, terminal)
     try:
         _loop(session, terminal)
@@ -331,10 +404,10 @@ def run_chat(
     return 0
 
 
-def _banner(bot: CompiledBot, params: dict[str, Any]) -> str:
+def _banner(bot: CompiledBot, params: dict[str, Any], fields: RequestFields) -> str:
     shown = ", ".join(f"{name}={json.dumps(value)}" for name, value in params.items())
     with_params = f", params: {shown}" if shown else ""
-    return f"Chatting with {bot.name} ({bot.file}){with_params}\n{HELP}\n\n"
+    return f"Chatting with {bot.name} ({bot.file}){fields.shown()}{with_params}\n{HELP}\n\n"
 
 
 def _greet(bot: CompiledBot, terminal: Terminal) -> None:
@@ -349,16 +422,49 @@ def _loop(session: ChatSession, terminal: Terminal) -> None:
             continue
         if command in QUIT:
             return
-        if command == RESET:
-            session.reset()
-            terminal.write("(new conversation)\n\n")
-            _greet(session.bot, terminal)
-            continue
         if command.startswith("/") and not command.startswith("//"):
-            terminal.write(f"unknown command {command.split()[0]}; {HELP}\n")
+            _command(session, terminal, command)
             continue
         session.send(_message_for(session, line, terminal), terminal)
         terminal.write("\n")
+
+
+def _command(session: ChatSession, terminal: Terminal, command: str) -> None:
+    name, _, argument = command.partition(" ")
+    argument = argument.strip()
+    if name == RESET:
+        session.reset()
+        terminal.write("(new conversation)\n\n")
+        _greet(session.bot, terminal)
+    elif name == LANGUAGE:
+        terminal.write(_language(session, argument))
+    elif name == ATTACH:
+        terminal.write(_attach(session, argument))
+    else:
+        terminal.write(f"unknown command {name}; {HELP}\n")
+
+
+def _language(session: ChatSession, tag: str) -> str:
+    """`/language` shows the user's language; `/language pt-BR` changes it."""
+    if not tag:
+        return f"(language: {session.fields.language})\n"
+    try:
+        session.fields.language = check_language(tag)
+    except ValueError as exc:
+        return f"{exc}\n"
+    return f"(language: {tag}, from your next message)\n"
+
+
+def _attach(session: ChatSession, target: str) -> str:
+    """`/attach FILE|URL` adds a file to the next message."""
+    if not target:
+        return "usage: /attach FILE or /attach URL (sent with your next message)\n"
+    try:
+        attachment = attachment_for(target)
+    except (ValueError, OSError) as exc:
+        return f"cannot attach: {exc}\n"
+    session.attachments.append(attachment)
+    return f"(attached {attachment.name}, {attachment.content_type}, to your next message)\n"
 
 
 def _message_for(session: ChatSession, line: str, terminal: Terminal) -> str:

@@ -10,7 +10,16 @@ from typing import Any
 import click
 
 from . import schema as schema_file
-from .chat import BrokenBot, UnknownBot, find_bot, parse_param, run_chat
+from .chat import (
+    USER_ID,
+    BrokenBot,
+    RequestFields,
+    UnknownBot,
+    check_language,
+    find_bot,
+    parse_param,
+    run_chat,
+)
 from .loader import LoadReport, load_paths
 from .testing import run_bot_tests
 
@@ -117,6 +126,13 @@ def _params(
         raise click.BadParameter(str(exc)) from None
 
 
+def _language(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return check_language(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command("chat")
 @click.argument("bot")
 @click.option(
@@ -134,7 +150,34 @@ def _params(
     callback=_params,
     help="A parameter sent with every message (VALUE read as JSON if it is); repeatable.",
 )
-def chat_command(bot: str, bots_dir: str, params: dict[str, Any]) -> None:
+@click.option(
+    "--language",
+    default="en",
+    show_default=True,
+    metavar="TAG",
+    callback=_language,
+    help="The user's language (`language`), a BCP 47 tag such as pt-BR; /language changes it.",
+)
+@click.option(
+    "--user-id",
+    default=USER_ID,
+    show_default=True,
+    metavar="ID",
+    help="The user's id (`user.id`).",
+)
+@click.option(
+    "--conversation-id",
+    metavar="ID",
+    help="The conversation's id (`conversation.id`); default: a new one per conversation.",
+)
+def chat_command(
+    bot: str,
+    bots_dir: str,
+    params: dict[str, Any],
+    language: str,
+    user_id: str,
+    conversation_id: str | None,
+) -> None:
     """Chat with one bot in the terminal, through the server's runtime and real models.
 
     BOT is a bot name in the bots folder, or the path of a .yaml file.
@@ -147,4 +190,5 @@ def chat_command(bot: str, bots_dir: str, params: dict[str, Any]) -> None:
         _print_problems(exc.report)
         click.echo(_summary(exc.report))
         sys.exit(1)
-    sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings))
+    fields = RequestFields(language, user_id, conversation_id)
+    sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings, fields=fields))

@@ -205,6 +205,97 @@ def test_a_failing_model_shows_the_error_text(bots_dir: Folder) -> None:
     assert "(retry allowed)" in result.output
 
 
+POLYGLOT = """\
+    name: polyglot
+    routes:
+      - if: "starts_with(language, 'pt')"
+        reply: "Olá, {{ user.id }} ({{ conversation.id }}, {{ language }})"
+      - if: "length(attachments) > `0`"
+        reply: >-
+          {% for a in attachments %}[{{ a.name }} {{ a.content_type }} {{ a.url }}
+          {{ a.parsed_content | tojson }}]{% endfor %}
+      - reply: "Hello, {{ user.id }} ({{ conversation.id }}, {{ language }})"
+    """
+
+
+def test_the_language_and_ids_are_set_by_options_and_the_language_by_a_command(
+    bots_dir: Folder,
+) -> None:
+    path = str(bots_dir({"polyglot.yaml": POLYGLOT}) / "polyglot.yaml")
+    options = ["--language", "pt-BR", "--user-id", "u-42", "--conversation-id", "c-7"]
+    typed = "oi\n/language\n/language en_GB\n/language en-GB\nhello\n/reset\nhi\n"
+    result = chat(path, *options, input=typed)
+    assert result.exit_code == 0, result.output
+    in_order(
+        result.output,
+        "Chatting with polyglot (",
+        "), language: pt-BR, user: u-42, conversation: c-7\n",
+        "you> oi\npolyglot: Olá, u-42 (c-7, pt-BR)\n",
+        "you> /language\n(language: pt-BR)\n",
+        "you> /language en_GB\ngot 'en_GB'; expected a BCP 47 language tag such as en or pt-BR\n",
+        "you> /language en-GB\n(language: en-GB, from your next message)\n",
+        "you> hello\npolyglot: Hello, u-42 (c-7, en-GB)\n",
+        # A new conversation keeps the language, and the conversation id given.
+        "you> /reset\n(new conversation)\n",
+        "you> hi\npolyglot: Hello, u-42 (c-7, en-GB)\n",
+    )
+
+
+def test_by_default_the_language_is_english_and_each_conversation_has_its_own_id(
+    bots_dir: Folder,
+) -> None:
+    path = str(bots_dir({"polyglot.yaml": POLYGLOT}) / "polyglot.yaml")
+    result = chat(path, input="hi\n/reset\nhi\n")
+    assert result.exit_code == 0, result.output
+    assert f"Chatting with polyglot ({path})\n" in result.output
+    ids = re.findall(r"polyglot: Hello, u-terminal \((c-[0-9a-f]{12}), en\)\n", result.output)
+    assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_a_language_poe_could_not_send_is_a_usage_error() -> None:
+    result = chat("hello", "--language", "english")
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--language': got 'english'; "
+        "expected a BCP 47 language tag such as en or pt-BR"
+    ) in result.output
+
+
+def test_attach_sends_files_with_the_next_message_only(bots_dir: Folder, tmp_path: Path) -> None:
+    path = str(bots_dir({"polyglot.yaml": POLYGLOT}) / "polyglot.yaml")
+    note = tmp_path / "my note.txt"
+    note.write_text("héllo\n", encoding="utf-8")
+    typed = (
+        f"/attach {note}\n/attach https://x.invalid/pics/cat.png?size=2\n"
+        f"/attach {tmp_path}/none.png\n/attach\nfiles\nagain\n"
+    )
+    result = chat(path, input=typed)
+    assert result.exit_code == 0, result.output
+    in_order(
+        result.output,
+        f"you> /attach {note}\n(attached my note.txt, text/plain, to your next message)\n",
+        "(attached cat.png, image/png, to your next message)\n",
+        f"cannot attach: no such file: {tmp_path}/none.png\n",
+        "you> /attach\nusage: /attach FILE or /attach URL (sent with your next message)\n",
+        f'you> files\npolyglot: [my note.txt text/plain {note.as_uri()} "h\\u00e9llo\\n"]'
+        "[cat.png image/png https://x.invalid/pics/cat.png?size=2 null]\n",
+        "you> again\npolyglot: Hello, u-terminal (",
+    )
+
+
+def test_an_image_can_be_attached_for_image_studio() -> None:
+    """image-studio refuses a message without an image: /attach is how to try it here."""
+    typed = "make it pop\n/attach https://x.invalid/cat.png\nmake it pop\n"
+    result = chat("image-studio", "--param", "style=pixel", input=typed)
+    assert result.exit_code == 0, result.output
+    in_order(
+        result.output,
+        "error: Please attach one or two images (PNG, JPEG or WebP) and say what to change.",
+        "image-studio: **Plan** (1 image):\n- cat.png\nStyle **pixel** (gameboy palette)",
+        "Edit: make it pop\n",
+    )
+
+
 # --- finding the bot ---------------------------------------------------------------------
 
 
