@@ -177,10 +177,12 @@ class Compiler:
         files = rules.attachments or AttachmentRules()
         required = files.required if isinstance(files.required, bool) else files.required.value
         types = files.types.value if isinstance(files.types, TypesRule) else files.types
-        reject = tuple(
-            Rule(compile_pattern(source), self._message(item, ("input", "reject", index)))
-            for index, (source, item) in enumerate(zip(rules.patterns(), rules.reject, strict=True))
-        )
+        messages = [
+            self._message(item, ("input", "reject", i)) for i, item in enumerate(rules.reject)
+        ]
+        # Each pattern alone is needed only to tell which one refused, for its message.
+        pairs = zip(rules.patterns(), messages, strict=True)
+        reject = tuple(Rule(compile_pattern(s), m) for s, m in pairs) if any(messages) else ()
         return CompiledInput(
             min_length=self._rule(
                 rule_value(rules.min_length), rules.min_length, ("input", "min_length")
@@ -189,7 +191,7 @@ class Compiler:
                 rule_value(rules.max_length), rules.max_length, ("input", "max_length")
             ),
             reject=compile_any(rules.patterns()),
-            reject_rules=reject if any(rule.message for rule in reject) else (),
+            reject_rules=reject,
             attachments_required=self._rule(
                 required or None, files.required, ("input", "attachments", "required")
             ),
