@@ -1,4 +1,4 @@
-"""The production server: gunicorn with gevent workers, one process per core.
+"""The production server: gunicorn with `WEB_CONCURRENCY` gevent worker processes.
 
 gevent serves each open stream from a greenlet instead of a thread, so thousands of slow
 answers stay open at once; gunicorn handles SIGTERM gracefully (stop accepting, let open

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import textwrap
 from pathlib import Path
 from typing import Literal
 
@@ -15,38 +16,42 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
-    host: str = Field("127.0.0.1", description="Address to bind (HOST).")
-    port: int = Field(8080, ge=0, le=65535, description="Port to bind (PORT).")
-    bots_dir: Path = Field(Path("bots"), description="Folder of bot files (BOTS_DIR).")
-    max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body accepted (MAX_BODY_BYTES)."
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to bind; off loopback (0.0.0.0 is every interface) every bot "
+        "needs an access key.",
     )
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind.")
+    bots_dir: Path = Field(Path("bots"), description="Folder of bot files.")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Larger request bodies get HTTP 413."
+    )
+    # Not one per core: in a container the cores Python sees are the host's, not its CPU
+    # quota, and every worker holds all the bots. Two is what bench/ measures on two cores.
     web_concurrency: int = Field(
-        2, ge=1, description="Worker processes, one per core by default (WEB_CONCURRENCY)."
+        2, ge=1, description="Worker processes; set it to the number of cores the server may use."
     )
     load_jobs: int | None = Field(
         None,
         ge=1,
-        description="Processes loading the bots at start (LOAD_JOBS); default: one per 10 "
-        "files, at most one per core.",
+        description="Processes loading the bots at start; default: one per 10 bot files, at "
+        "most one per core.",
     )
-    worker_connections: int = Field(
-        10_000, ge=1, description="Open connections per worker (WORKER_CONNECTIONS)."
-    )
+    worker_connections: int = Field(10_000, ge=1, description="Open connections per worker.")
     graceful_timeout: int = Field(
-        30, ge=1, description="Seconds open answers get to finish on SIGTERM (GRACEFUL_TIMEOUT)."
+        30, ge=1, description="Seconds open answers get to finish on SIGTERM."
     )
     request_read_timeout: float = Field(
         15.0,
         gt=0,
         description="Seconds a client gets to send a whole request, headers and body, from "
-        "its first byte (REQUEST_READ_TIMEOUT).",
+        "its first byte.",
     )
     keepalive_seconds: float = Field(
         10.0, gt=0, le=60, description="Seconds of model silence before a keep-alive comment."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="debug, info, warning or error (LOG_LEVEL)."
+        "info", description="debug, info, warning or error."
     )
 
     @property
@@ -67,3 +72,29 @@ def describe_invalid(exc: ValidationError) -> str:
         f"{error['msg'][0].lower()}{error['msg'][1:]}"
         for error in exc.errors()
     )
+
+
+def describe_settings(width: int = 100) -> str:
+    """Every setting as `VARIABLE  default  meaning`, from the fields, so it cannot drift."""
+    rows = [
+        (name.upper(), _shown(field.default), field.description)
+        for name, field in Settings.model_fields.items()
+    ]
+    names = max(len(row[0]) for row in rows) + 2
+    defaults = max(len(row[1]) for row in rows) + 2
+    indent = " " * (2 + names + defaults)
+    return "\n".join(
+        textwrap.fill(
+            description or "",
+            width,
+            initial_indent=f"  {name:<{names}}{default:<{defaults}}",
+            subsequent_indent=indent,
+        )
+        for name, default, description in rows
+    )
+
+
+def _shown(default: object) -> str:
+    if default is None:
+        return "-"
+    return format(default, "g") if isinstance(default, float) else str(default)

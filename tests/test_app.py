@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.settings import Settings
+
 from .conftest import EXAMPLE_ENV, REPO, run_python
 
 
@@ -120,4 +122,39 @@ def test_reads_dotenv_in_the_current_folder_where_set_variables_win(tmp_path: Pa
     assert result.stderr.splitlines()[-1] == (
         "refusing to serve unkeyed on 0.0.0.0 without an access key; "
         "export UNKEYED_ACCESS_KEY (or bind HOST=127.0.0.1)"
+    )
+
+
+def _app(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_help_lists_every_setting_and_starts_nothing() -> None:
+    result = _app("--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("usage: python app.py [-h]\n")
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines if line[:2] == "  " and line[2] != " "}
+    for name, field in Settings.model_fields.items():
+        assert name.upper() in rows, f"{name.upper()} missing from --help"
+        assert str(field.description).split()[0] in rows[name.upper()]
+    assert rows["PORT"].split()[:2] == ["PORT", "8080"]
+    assert rows["WEB_CONCURRENCY"].split()[:2] == ["WEB_CONCURRENCY", "2"]
+    assert "OPENAI_API_KEY" in result.stdout and ".env" in result.stdout
+
+
+def test_an_argument_is_refused_with_a_pointer_to_the_settings() -> None:
+    result = _app("--port", "9000")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "python app.py: error: unrecognized arguments: --port 9000 (settings come from the "
+        "environment, as in PORT=8000 python app.py; see --help)"
     )
