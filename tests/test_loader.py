@@ -1263,9 +1263,7 @@ def test_a_condition_nested_too_deeply_is_located() -> None:
     condition = "(" * 600 + "message" + ")" * 600
     bot, found = load_text(yaml(f'routes: [{{if: "{condition}", reply: a}}, {{reply: b}}]'))
     assert bot is None
-    assert [problem.message for problem in found] == [
-        "invalid expression: it is nested too deeply"
-    ]
+    assert [problem.message for problem in found] == ["invalid expression: it is nested too deeply"]
     assert (found[0].line, found[0].column, found[0].loc) == (1, 16, "routes[0].if")
 
 

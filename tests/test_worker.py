@@ -94,9 +94,12 @@ def _worker(cfg: Any = None, alive: bool = True) -> Any:
 
 def test_it_yields_to_other_connections_after_each_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     sock = _Sock()
-    monkeypatch.setattr(
-        ggevent.GeventWorker, "handle_request", lambda *_: sock.calls.append("answered") or True
-    )
+
+    def answer(*_: object) -> bool:
+        sock.calls.append("answered")
+        return True
+
+    monkeypatch.setattr(ggevent.GeventWorker, "handle_request", answer)
     monkeypatch.setattr(gevent, "sleep", lambda seconds=0: sock.calls.append(f"yield {seconds}"))
     assert _worker().handle_request("l", _Request(), sock, "addr") is True
     assert sock.calls == ["begin", "answered", "yield 0", "end"]
