@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -50,6 +52,17 @@ class SpecError(EngineError, ValueError):
         return "\n".join(lines)
 
 
+def place(error: SpecError) -> tuple[str, int, int]:
+    """The order problems are reported in: by file, then line, then column."""
+    return error.file, error.line, error.column
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """`did you mean 'regex'?` when one of `choices` is close to `name`, else None."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
 def _caret_lines(snippet: SourceSnippet) -> list[str]:
     """Show the line of the snippet that holds the offset, with a caret under it."""
     before = snippet.text[: snippet.offset]
@@ -63,7 +76,7 @@ class SpecErrors(EngineError):
     """Every problem found while loading one or more files, sorted by place."""
 
     def __init__(self, errors: list[SpecError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.file, e.line, e.column))
+        self.errors = sorted(errors, key=place)
         super().__init__("\n".join(str(error) for error in self.errors))
 
 

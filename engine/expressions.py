@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,7 +10,7 @@ import jmespath
 from jmespath import exceptions as jp_errors
 from jmespath import functions
 
-from .errors import ExpressionError
+from .errors import ExpressionError, did_you_mean
 from .patterns import PatternError, compile_pattern
 
 
@@ -130,9 +129,9 @@ def _check_call(source: str, node: dict[str, Any], seen: dict[str, int]) -> None
         return _call_offset(source, name, occurrence)
 
     if name not in _SIGNATURES:
-        close = difflib.get_close_matches(name, FUNCTION_NAMES, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else None
-        raise ExpressionError(f"unknown function '{name}'", offset(), hint)
+        raise ExpressionError(
+            f"unknown function '{name}'", offset(), did_you_mean(name, FUNCTION_NAMES)
+        )
     signature = _SIGNATURES[name]
     variadic = bool(signature) and signature[-1].get("variadic", False)
     if len(args) != len(signature) and not (variadic and len(args) >= len(signature)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -12,7 +11,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import RunError, TemplateError
+from .errors import RunError, TemplateError, did_you_mean
 from .template_scope import usage
 
 _MARKERS = ("{{", "{%", "{#")
@@ -147,7 +146,7 @@ class TemplateCompiler:
                 raise TemplateError(
                     f"invalid template: no {kind} named '{node.name}'",
                     max(source.find(node.name, start), start),
-                    _did_you_mean(node.name, sorted(known)),
+                    did_you_mean(node.name, sorted(known)),
                 )
 
     def _check_names(self, source: str, reads: set[str]) -> None:
@@ -156,14 +155,14 @@ class TemplateCompiler:
                 raise TemplateError(
                     f"unknown variable '{name}'",
                     _find(source, name),
-                    _did_you_mean(name, self._context_names),
+                    did_you_mean(name, self._context_names),
                 )
 
     def _check_includes(self, source: str, references: list[str | None]) -> None:
         for included in references:
             if included is not None and included not in self._prompt_names:
                 known = ", ".join(self._prompt_names) or "none are defined"
-                hint = _did_you_mean(included, self._prompt_names) or f"prompts: {known}"
+                hint = did_you_mean(included, self._prompt_names) or f"prompts: {known}"
                 raise TemplateError(f"unknown prompt '{included}'", _find(source, included), hint)
 
 
@@ -176,11 +175,6 @@ def _parse(env: jinja2.Environment, source: str) -> nodes.Template:
 def _lower_first(message: str) -> str:
     """Jinja capitalises its messages; ours all start in lower case after the place."""
     return message[:1].lower() + message[1:]
-
-
-def _did_you_mean(name: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _find(source: str, name: str) -> int:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ..compiled import CompiledBot
-from ..errors import SourceSnippet, SpecError
+from ..errors import SourceSnippet, SpecError, place
 from ..spec import Bot
 from ..spec._base import ENV_REF, PatternError
 from .checker import check_sources
@@ -39,15 +39,11 @@ class LoadReport:
 
     @property
     def errors(self) -> list[SpecError]:
-        return sorted((p for p in self.problems if not p.is_warning), key=_place)
+        return sorted((p for p in self.problems if not p.is_warning), key=place)
 
     @property
     def warnings(self) -> list[SpecError]:
-        return sorted((p for p in self.problems if p.is_warning), key=_place)
-
-
-def _place(problem: SpecError) -> tuple[str, int, int]:
-    return problem.file, problem.line, problem.column
+        return sorted((p for p in self.problems if p.is_warning), key=place)
 
 
 def load_text(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from ..errors import did_you_mean
 from ..patterns import PatternError
 from ..spec import Bot
 
@@ -60,11 +60,8 @@ def message_for(error: ErrorDetails) -> tuple[str, str | None]:
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
         allowed = allowed_keys(error["loc"][:-1])
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hint = (
-            f"did you mean '{close[0]}'?"
-            if close
-            else ("allowed: " + ", ".join(allowed) if allowed else None)
+        hint = did_you_mean(name, allowed) or (
+            "allowed: " + ", ".join(allowed) if allowed else None
         )
         return f"unknown key '{name}'", hint
     if kind == "missing":
@@ -110,8 +107,7 @@ def _pattern_advice(error: ErrorDetails) -> str:
 
 def _close_literal(value: Any, expected: str) -> str | None:
     choices = [part.strip(" '\"") for part in expected.replace(" or ", ", ").split(",")]
-    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
-    return f"did you mean '{close[0]}'?" if close else None
+    return did_you_mean(value, choices) if isinstance(value, str) else None
 
 
 def _route_hint(present: list[str]) -> str | None:
@@ -122,9 +118,9 @@ def _route_hint(present: list[str]) -> str | None:
         return "found " + " and ".join(actions) + "; split them into separate routes"
     known = set(ReplyRoute.model_fields) | set(ErrorRoute.model_fields) | {"if"}
     for key in present:
-        close = difflib.get_close_matches(key, ACTION_KEYS, n=1)
-        if key not in known and close:
-            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+        hint = did_you_mean(key, ACTION_KEYS)
+        if key not in known and hint:
+            return f"unknown key '{key}'; {hint}"
     return None
 
 
