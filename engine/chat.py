@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .compiled import CompiledBot
 from .errors import EngineError, SpecError
+from .iterators import close_iterator
 from .loader import BOT_SUFFIXES, LoadReport, load_paths
 from .protocol.events import Error, Event, File, Replace, Text
 from .protocol.guard import guarded
@@ -357,9 +358,7 @@ class ChatSession:
                 answer.add(event)
                 view.show(event)
         finally:
-            close = getattr(events, "close", None)
-            if close is not None:  # Ctrl-C mid-answer: stop the model call now
-                close()
+            close_iterator(events)  # Ctrl-C mid-answer: stop the model call now
         view.finish(answer)
         number = len(self.history) + 1
         self.history.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
+from ..iterators import close_iterator
 from .events import Done, Error, Event, Meta, Replace, Text
 
 log = logging.getLogger("engine.protocol")
@@ -62,9 +63,7 @@ def guarded(events: Iterable[Event], bot_name: str) -> Iterator[Event]:
         yield error
     finally:
         # Stop the producer (and whatever upstream call it holds) as soon as we stop reading.
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
+        close_iterator(iterator)
     if not started:
         yield Meta()
     if not answered:  # Poe treats a stream without text as a broken bot

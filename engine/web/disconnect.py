@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..iterators import close_iterator
 from ..protocol.events import Event, Meta
 
 if TYPE_CHECKING:
@@ -69,9 +70,7 @@ def _watched(events: Iterator[Event], client: int, bot_name: str) -> Iterator[Ev
     finally:
         if watch is not None:
             watch.stop()
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        close_iterator(events)
     log.info("bot %s: the client went away; the answer was stopped", bot_name)
 
 

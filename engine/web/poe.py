@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
+from ..iterators import close_iterator
 from ..protocol import jsonshape, sse
 from ..protocol.events import Event, KeepAlive
 from ..protocol.guard import guarded
@@ -134,9 +135,7 @@ def encoded(events: Iterator[Event]) -> Iterator[bytes]:
     finally:
         # The server closes us when the client goes away: stop the bot (and any model
         # call it is waiting on) now, not whenever the generator is garbage-collected.
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        close_iterator(events)
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
