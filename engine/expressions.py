@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
 from jmespath import exceptions as jp_errors
 from jmespath import functions
+from jmespath.lexer import Lexer
 
 from .errors import ExpressionError, did_you_mean
 from .patterns import PatternError, compile_pattern
@@ -162,20 +162,62 @@ def _check_regex_literal(source: str, pattern: Any, offset: Callable[[], int]) -
     except PatternError as exc:
         raise ExpressionError(
             f"invalid regular expression {pattern!r}: {exc.reason}",
-            _pattern_offset(source, pattern, offset(), exc.offset),
+            _pattern_offset(source, offset(), exc.offset),
             exc.hint,
         ) from None
 
 
-def _pattern_offset(source: str, pattern: str, call: int, position: int) -> int:
-    """Where the regex error is inside the `'pattern'` literal; the call's offset if not found."""
-    found = source.find(f"'{pattern}'", call)
-    return call if found == -1 or "'" in pattern else found + 1 + position
+def _pattern_offset(source: str, call: int, position: int) -> int:
+    """Where character `position` of the pattern is written, when the pattern is the call's
+    second argument written as a `'raw string'`; else the call's offset."""
+    tokens = _tokens(source)
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.start < call:
+            continue
+        depth += token.kind in _OPENING
+        depth -= token.kind in _CLOSING
+        if depth == 1 and token.kind == "comma":
+            literal = tokens[index + 1]
+            if literal.kind != "literal" or source[literal.start] != "'":
+                return call  # a JSON literal: `"..."`
+            return _raw_string_offset(source, literal.start + 1, position)
+    return call
+
+
+def _raw_string_offset(source: str, start: int, position: int) -> int:
+    """Offset of character `position` of the raw string whose text begins at `start`,
+    where `\\'` is the only escape (one character, written with two)."""
+    offset = start
+    for _ in range(position):
+        offset += 2 if source.startswith("\\'", offset) else 1
+    return offset
+
+
+_OPENING = frozenset({"lparen", "lbracket", "lbrace", "filter"})  # `[?` opens a filter
+_CLOSING = frozenset({"rparen", "rbracket", "rbrace"})
 
 
 def _call_offset(source: str, name: str, occurrence: int = 1) -> int:
-    """Offset of the `occurrence`-th call of `name` (the checker walks calls in source order)."""
-    calls = list(re.finditer(rf"\b{re.escape(name)}\s*\(", source))
+    """Offset of the `occurrence`-th call of `name` (the checker walks calls in source order),
+    found in the expression's tokens: text in a string literal is never a call."""
+    tokens = _tokens(source)
+    calls = [
+        token.start
+        for token, after in zip(tokens, tokens[1:], strict=False)
+        if token.kind == "unquoted_identifier" and token.value == name and after.kind == "lparen"
+    ]
     if not calls:
         return 0
-    return calls[min(occurrence, len(calls)) - 1].start()
+    return calls[min(occurrence, len(calls)) - 1]
+
+
+class _Token(NamedTuple):
+    kind: str
+    value: Any  # a literal's value, else the text
+    start: int
+
+
+def _tokens(source: str) -> list[_Token]:
+    """JMESPath's tokens for a source that parsed: lexed again only to place an error."""
+    return [_Token(t["type"], t["value"], t["start"]) for t in Lexer().tokenize(source)]

@@ -13,6 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import RunError, TemplateError, did_you_mean
 from .template_scope import usage
+from .template_tokens import filter_offset, read_offset, reference_offset, tokens
 
 _MARKERS = ("{{", "{%", "{#")
 
@@ -142,10 +143,9 @@ class TemplateCompiler:
                 else ("test", self._env.tests)
             )
             if node.name not in known:
-                start = _line_offset(source, node.lineno)
                 raise TemplateError(
                     f"invalid template: no {kind} named '{node.name}'",
-                    max(source.find(node.name, start), start),
+                    filter_offset(tokens(self._env, source), node),
                     did_you_mean(node.name, sorted(known)),
                 )
 
@@ -154,7 +154,7 @@ class TemplateCompiler:
             if name not in self._context_names:
                 raise TemplateError(
                     f"unknown variable '{name}'",
-                    _find(source, name),
+                    read_offset(tokens(self._env, source), name),
                     did_you_mean(name, self._context_names),
                 )
 
@@ -163,7 +163,8 @@ class TemplateCompiler:
             if included is not None and included not in self._prompt_names:
                 known = ", ".join(self._prompt_names) or "none are defined"
                 hint = did_you_mean(included, self._prompt_names) or f"prompts: {known}"
-                raise TemplateError(f"unknown prompt '{included}'", _find(source, included), hint)
+                offset = reference_offset(tokens(self._env, source), included)
+                raise TemplateError(f"unknown prompt '{included}'", offset, hint)
 
 
 def _parse(env: jinja2.Environment, source: str) -> nodes.Template:
@@ -175,11 +176,6 @@ def _parse(env: jinja2.Environment, source: str) -> nodes.Template:
 def _lower_first(message: str) -> str:
     """Jinja capitalises its messages; ours all start in lower case after the place."""
     return message[:1].lower() + message[1:]
-
-
-def _find(source: str, name: str) -> int:
-    offset = source.find(name)
-    return max(offset, 0)
 
 
 def _line_offset(source: str, lineno: int) -> int:

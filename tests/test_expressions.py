@@ -180,6 +180,25 @@ def test_wrong_types_at_runtime_raise_jmespath_type_errors(source: str) -> None:
             32,
             "did you mean 'contains_any'?",
         ),
+        # Calls are found among the expression's tokens: text in a string is not a call.
+        (
+            "contains(message, 'regexx(') && regexx(message, 'a')",
+            "unknown function 'regexx'",
+            32,
+            "did you mean 'regex'?",
+        ),
+        (
+            "contains(message, 'regex(') && regex(lower(message), '(?i)a(')",
+            "invalid regular expression '(?i)a(': missing ), unterminated group",
+            59,
+            None,
+        ),
+        (
+            "regex(message, 'it\\'s (')",
+            'invalid regular expression "it\'s (": missing ), unterminated group',
+            22,
+            None,
+        ),
         ("regex(message)", "regex() takes 2 arguments, got 1", 0, None),
         ("lower(message, 'a')", "lower() takes 1 argument, got 2", 0, None),
         ("word_count()", "word_count() takes 1 argument, got 0", 0, None),

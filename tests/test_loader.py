@@ -1283,3 +1283,30 @@ def test_a_long_value_is_shown_by_its_start() -> None:
         f"bot.yaml:2:9: routes: got {'y' * 60!r}... (a string of 2,000 characters); "
         "expected a list (lines starting with '- ')",
     )
+
+
+# --- what a new bot creator trips over (issue 8) ------------------------------------------
+
+
+def test_an_unknown_variable_is_located_by_the_templates_tokens() -> None:
+    """`lang` was found inside `language`, by a search of the text."""
+    assert_error(
+        yaml("routes:", '  - reply: "{% if language %}Answer in ({{ lang }}).{% endif %}"'),
+        "bot.yaml:2:44: routes[0].reply: unknown variable 'lang' (did you mean 'language'?)\n"
+        "    {% if language %}Answer in ({{ lang }}).{% endif %}\n"
+        "                                   ^",
+    )
+
+
+def test_a_function_name_in_a_string_is_not_a_call() -> None:
+    assert_error(
+        yaml(
+            "routes:",
+            "  - if: \"contains(message, 'regexx(') && regexx(message, 'a')\"",
+            "    reply: hi",
+            *FALLBACK,
+        ),
+        "bot.yaml:2:42: routes[0].if: unknown function 'regexx' (did you mean 'regex'?)\n"
+        "    contains(message, 'regexx(') && regexx(message, 'a')\n"
+        "                                    ^",
+    )

@@ -13,6 +13,7 @@ from engine.spec.context import CONTEXT_NAMES
 from engine.templates import JinjaTemplate, PlainText, TemplateCompiler
 
 NO_UPER = "invalid template: no filter named 'uper'"
+LANGUAGE = "did you mean 'language'?"
 BROKEN = "Sorry, this bot could not build its answer. Its creator has been told."
 
 PROMPTS = {
@@ -235,6 +236,21 @@ def test_a_known_name_missing_from_the_context_fails_at_render(compiler: Templat
             "did you mean 'message'?",
         ),
         ("{{ loop }}", "unknown variable 'loop'", 3, None),
+        # Found by the template's tokens, not by searching its text (issue 8.4).
+        (
+            "{% if language %}Answer in ({{ lang }}).{% endif %}",
+            "unknown variable 'lang'",
+            31,
+            LANGUAGE,
+        ),
+        ("{{ 'lang' }} {{ user.lang }} {{ lang }}", "unknown variable 'lang'", 32, LANGUAGE),
+        ("{{ message | truncate(lang=1) }}{{ lang }}", "unknown variable 'lang'", 35, LANGUAGE),
+        (
+            '{{ "signatur" }}{% include "signatur" %}',
+            "unknown prompt 'signatur'",
+            28,
+            "did you mean 'signature'?",
+        ),
         (
             '{% include "signatur" %}',
             "unknown prompt 'signatur'",
@@ -271,6 +287,14 @@ def test_a_known_name_missing_from_the_context_fails_at_render(compiler: Templat
         ("{{ message | uper }}", NO_UPER, 13, "did you mean 'upper'?"),
         ("x\n{{ message | uper }}", NO_UPER, 15, "did you mean 'upper'?"),
         ("{{ message | zzzzz }}", "invalid template: no filter named 'zzzzz'", 13, None),
+        ("{{ uper_text | uper }}", NO_UPER, 15, "did you mean 'upper'?"),
+        ("{{ message.uper | uper }}", NO_UPER, 18, "did you mean 'upper'?"),
+        (
+            "{{ message is string and fooo is fooo }}",
+            "invalid template: no test named 'fooo'",
+            33,
+            None,
+        ),
         # Jinja itself would only fail these when the branch runs; the engine fails at load.
         ("{% if turn %}{{ message | uper }}{% endif %}", NO_UPER, 26, "did you mean 'upper'?"),
         ("{{ message | uper if turn }}", NO_UPER, 13, "did you mean 'upper'?"),
