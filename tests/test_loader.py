@@ -53,7 +53,8 @@ def assert_error(text: str, expected: str) -> None:
         ),
         (
             yaml("name: a", "  bad: x", "routes:", "  - reply: hi"),
-            "bot.yaml:2:6: invalid YAML: mapping values are not allowed in this context",
+            "bot.yaml:2:6: invalid YAML: mapping values are not allowed in this context "
+            "(start `bad` at the beginning of its line, like `name` on line 1)",
         ),
         (
             yaml("routes:", "\t- reply: hi"),
@@ -170,7 +171,8 @@ def test_unknown_key_in_a_condition_control_is_not_mistaken_for_its_condition() 
         ),
         (
             yaml("routes:", "  - reply: no"),
-            "bot.yaml:2:12: routes[0].reply: got False (true or false); expected a string",
+            "bot.yaml:2:12: routes[0].reply: got False (true or false); expected a string "
+            '(YAML reads a plain no as false; write "no" in quotes)',
         ),
         (
             yaml("routes:", "  - reply: hi", "    suggest: x"),
@@ -187,7 +189,8 @@ def test_unknown_key_in_a_condition_control_is_not_mistaken_for_its_condition() 
         ),
         (
             yaml("routes:", "  - reply: hi", "tests:", "  - say: 12"),
-            "bot.yaml:4:10: tests[0].say: got 12 (an integer); expected a string",
+            "bot.yaml:4:10: tests[0].say: got 12 (an integer); expected a string "
+            '(YAML reads a plain 12 as a number; write "12" in quotes)',
         ),
     ],
     ids=[
@@ -1310,3 +1313,142 @@ def test_a_function_name_in_a_string_is_not_a_call() -> None:
         "    contains(message, 'regexx(') && regexx(message, 'a')\n"
         "                                    ^",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml(
+                "routes:",
+                "  - reply: hi",
+                "tests:",
+                "  - say: When should I book?",
+                "    model_reply: [Yes, book early in summer.]",
+            ),
+            "bot.yaml:5:19: tests[0].model_reply[0]: got True (true or false); expected a string "
+            "(YAML splits a [...] list at each comma, and reads a plain Yes as true; "
+            'write "Yes, book early in summer." in quotes)',
+        ),
+        (
+            yaml("suggested_replies: [Yes, No]", "greeting: on", "routes:", "  - reply: hi"),
+            "bot.yaml:2:11: greeting: got True (true or false); expected a string "
+            '(YAML reads a plain on as true; write "on" in quotes)\n'
+            "bot.yaml:1:21: suggested_replies[0]: got True (true or false); expected a string "
+            '(YAML reads a plain Yes as true; write "Yes" in quotes)\n'
+            "bot.yaml:1:26: suggested_replies[1]: got False (true or false); expected a string "
+            '(YAML reads a plain No as false; write "No" in quotes)',
+        ),
+        (
+            # `you can` became a key of its own: the one fix covers it.
+            yaml(
+                "routes:",
+                "  - reply: hi",
+                "tests:",
+                "  - say: Can I?",
+                "    expect: {equals: Yes, you can}",
+            ),
+            "bot.yaml:5:22: tests[0].expect.equals: got True (true or false); expected a string "
+            "(YAML splits a {...} mapping at each comma, and reads a plain Yes as true; "
+            'write "Yes, you can" in quotes)',
+        ),
+    ],
+    ids=["comma-in-flow-list", "plain-booleans", "comma-in-flow-mapping"],
+)
+def test_yaml_reading_prose_as_booleans_or_lists_is_explained(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            yaml(
+                "model: {provider: poe, bot: Claude-Haiku-4.5}",
+                "routes:",
+                "  - llm:",
+                "    system: You are terse.",
+                "    prompt: '{{ message }}'",
+            ),
+            "bot.yaml:4:5: routes[0].system: unknown key 'system' "
+            "(indent `system` under `llm` (line 3); as written, `llm` is empty)\n"
+            "bot.yaml:5:5: routes[0].prompt: unknown key 'prompt' "
+            "(indent `prompt` under `llm` (line 3); as written, `llm` is empty)",
+        ),
+        (
+            yaml(
+                "model: {provider: poe, bot: Claude-Haiku-4.5}",
+                "routes:",
+                "  - llm:",
+                "      system: You are terse.",
+                "    prompt: '{{ message }}'",
+            ),
+            "bot.yaml:5:5: routes[0].prompt: unknown key 'prompt' "
+            "(indent `prompt` like `system` on line 4, to put it under `llm`)",
+        ),
+        (
+            yaml("input:", "max_length: 300", "routes:", "  - reply: hi"),
+            "bot.yaml:2:1: max_length: unknown key 'max_length' "
+            "(indent `max_length` under `input` (line 1); as written, `input` is empty)",
+        ),
+        (
+            yaml("name: trip", " description: Plans trips.", "routes:", "  - reply: hi"),
+            "bot.yaml:2:13: invalid YAML: mapping values are not allowed in this context "
+            "(start `description` at the beginning of its line, like `name` on line 1)",
+        ),
+        (
+            yaml("input:", "  max_length: 300", " min_length: 2", "routes:", "  - reply: hi"),
+            "bot.yaml:3:2: invalid YAML: did not find expected key "
+            "(indent `min_length` 2 spaces, like `max_length` on line 2)",
+        ),
+        (
+            yaml("routes:", "  - if: turn", "    reply: hello", " - reply: bye"),
+            "bot.yaml:4:2: invalid YAML: did not find expected key "
+            "(indent this `- ` 2 spaces, like the `- ` on line 2)",
+        ),
+        (
+            yaml("routes:", "  - reply: Note: we are closed on Sundays."),
+            "bot.yaml:2:16: invalid YAML: mapping values are not allowed in this context "
+            "(a plain value cannot hold ': '; write \"Note: we are closed on Sundays.\" in quotes)",
+        ),
+    ],
+    ids=[
+        "key-beside-empty-key",
+        "key-beside-its-siblings",
+        "top-level-key",
+        "extra-space",
+        "missing-space",
+        "item-too-shallow",
+        "colon-in-text",
+    ],
+)
+def test_indentation_slips_and_colons_say_what_to_write(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            # A mapping is a model; only its member's complaint is told, not "expected a list".
+            yaml(
+                "model:",
+                "  provider: openai",
+                "  name: gpt-4o-mini",
+                "  api_key: sk-abc123",
+                "routes:",
+                "  - llm: {}",
+            ),
+            "bot.yaml:4:12: model.api_key: got 'sk-abc123' (a string); expected an environment "
+            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+        ),
+        (
+            # `{generate: …}` and `{poe: true}` both take a mapping: the closer one is told.
+            yaml("routes:", "  - reply: hi", "    suggest: {generate: 3, foo: 1}"),
+            "bot.yaml:3:28: routes[0].suggest.foo: unknown key 'foo' (allowed: generate, model)",
+        ),
+    ],
+    ids=["model-mapping", "suggest-mapping"],
+)
+def test_a_union_reports_only_the_member_that_fits(text: str, expected: str) -> None:
+    assert_error(text, expected)

@@ -8,18 +8,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
-
 from ..compiled import CompiledBot
-from ..errors import SourceSnippet, SpecError, place
+from ..errors import SpecError, place
 from ..spec import Bot
-from ..spec._base import ENV_REF, PatternError
+from ..spec._base import ENV_REF
 from .checker import check_sources
 from .compile import Compiler
-from .locate import loc_text, offset_position, position, real_loc
-from .messages import message_for, tag_positions
+from .locate import loc_text, position
 from .parallel import default_jobs, fork_map
+from .traps import syntax_hint
+from .validation import validate
 from .yaml_marks import MAX_BYTES, MarkedDocument, YamlSyntaxError, parse, too_large
 
 __all__ = ["MIN_ACCESS_KEY_LENGTH", "LoadReport", "bot_files", "load_paths", "load_text"]
@@ -59,9 +57,11 @@ def load_text(
     try:
         document = parse(text)
     except YamlSyntaxError as exc:
-        return None, [_yaml_error(exc, file)]
+        hint = exc.hint or syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
+        return None, [_yaml_error(exc, file, hint)]
     problems = _duplicate_keys(document, file)
-    spec = _validate(document, file, problems)
+    spec, invalid = validate(document, file)
+    problems += invalid
     if spec is None:
         return None, problems + check_sources(document, file)
     name = spec.name or Path(file).stem
@@ -74,8 +74,8 @@ def load_text(
     return bot, problems
 
 
-def _yaml_error(exc: YamlSyntaxError, file: str) -> SpecError:
-    return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), exc.hint)
+def _yaml_error(exc: YamlSyntaxError, file: str, hint: str | None = None) -> SpecError:
+    return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), hint or exc.hint)
 
 
 def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
@@ -90,56 +90,6 @@ def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
         )
         for loc, mark in document.duplicates
     ]
-
-
-def _validate(document: MarkedDocument, file: str, problems: list[SpecError]) -> Bot | None:
-    if not isinstance(document.data, dict):
-        problems.append(SpecError("a bot file must be a mapping (key: value lines)", file))
-        return None
-    try:
-        return Bot.model_validate(document.data)
-    except ValidationError as exc:
-        problems += _merge_alternatives([_spec_error(document, file, e) for e in exc.errors()])
-        return None
-
-
-def _merge_alternatives(errors: list[SpecError]) -> list[SpecError]:
-    """One error per place: a union reports each member's complaint about the same value,
-    `got 'x' (a string); expected a list` and `...; expected a mapping`, merged with "or"."""
-    kept: list[SpecError] = []
-    for error in errors:
-        same = next(
-            (k for k in kept if (k.line, k.column, k.loc) == (error.line, error.column, error.loc)),
-            None,
-        )
-        if same is None or not _merge_into(same, error):
-            kept.append(error)
-    return kept
-
-
-def _merge_into(first: SpecError, other: SpecError) -> bool:
-    """Fold `other` into `first` when both say what the same value should have been."""
-    if "; expected " not in first.message or "; expected " not in other.message:
-        return False
-    given, expected = other.message.split("; expected ", 1)
-    if not first.message.startswith(given + "; expected "):
-        return False
-    if expected not in first.message:
-        first.message += f" or {expected}"
-    return True
-
-
-def _spec_error(document: MarkedDocument, file: str, error: ErrorDetails) -> SpecError:
-    raw_loc = tuple(error["loc"])
-    loc = real_loc(document, raw_loc, tag_positions(raw_loc))
-    mark = position(document, loc, key=error["type"] == "extra_forbidden")
-    message, hint = message_for(error)
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, PatternError):
-        line, column = offset_position(mark, document.lines, cause.pattern, cause.offset)
-        snippet = SourceSnippet(cause.pattern, cause.offset)
-        return SpecError(message, file, line, column, loc_text(loc), hint, snippet=snippet)
-    return SpecError(message, file, mark.line, mark.column, loc_text(loc), hint)
 
 
 def _access_key(

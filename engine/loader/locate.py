@@ -8,20 +8,27 @@ from typing import Any
 from .yaml_marks import Loc, Mark, MarkedDocument
 
 
-def real_loc(document: MarkedDocument, loc: Loc, tags: Collection[int] = ()) -> Loc:
-    """Drop the parts of a pydantic loc that are union tags rather than keys in the YAML.
+def real_loc(
+    document: MarkedDocument, loc: Loc, tags: Collection[int] = ()
+) -> tuple[Loc, dict[Loc, str]]:
+    """Split a pydantic loc into the keys written in the YAML and the union members chosen.
 
-    `tags` are the indexes the models know to be tags: those may be spelled like a key
-    (a route's `reply`, a `condition` control), which the data alone cannot tell apart.
+    The parts that are not keys in the data name a union's member (`list[str]`, a model's
+    name, a tag such as `openai`); the first one at a place is returned by the place, as
+    the member whose complaint it is. `tags` are the indexes the models know to be tags:
+    those may be spelled like a key (a route's `reply`, a `condition` control), which the
+    data alone cannot tell apart.
     """
     kept: list[str | int] = []
+    members: dict[Loc, str] = {}
     current: Any = document.data
     for index, part in enumerate(loc):
         if index in tags or not _has_key(current, part):
-            continue  # a union tag, not written in the file
+            members.setdefault(tuple(kept), str(part))  # a union member, not in the file
+            continue
         current = current[part]
         kept.append(part)
-    return tuple(kept)
+    return tuple(kept), members
 
 
 def _has_key(value: Any, part: str | int) -> bool:

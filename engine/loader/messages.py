@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
@@ -12,6 +12,8 @@ from pydantic_core import ErrorDetails
 from ..errors import did_you_mean
 from ..patterns import PatternError
 from ..spec import Bot
+from ..spec._base import ENV_REF
+from ..spec.bot import BOT_NAME_PATTERN
 
 _TYPE_NAMES = {
     str: "a string",
@@ -54,7 +56,27 @@ def describe(value: Any) -> str:
     return shown if shown == kind else f"{shown} ({kind})"
 
 
-def message_for(error: ErrorDetails) -> tuple[str, str | None]:
+class Reading(NamedTuple):
+    """One pydantic error as an author reads it.
+
+    What was expected is kept apart from the problem: each member of a union complains
+    about the same value (`got 3 (an integer)`), and their expectations merge into one
+    message with "or".
+    """
+
+    problem: str  # `got '3' (a string)`, `unknown key 'nmae'`
+    expected: str | None = None  # `an integer`; None when the problem says it all
+    hint: str | None = None
+    wrong_type: bool = False  # the value is not of the type expected: a list, not a string
+
+    @property
+    def message(self) -> str:
+        if self.expected is None:
+            return self.problem
+        return f"{self.problem}; expected {self.expected}"
+
+
+def message_for(error: ErrorDetails) -> Reading:
     """The message and optional hint for one pydantic error."""
     kind, value = error["type"], error.get("input")
     if kind == "extra_forbidden":
@@ -63,46 +85,44 @@ def message_for(error: ErrorDetails) -> tuple[str, str | None]:
         hint = did_you_mean(name, allowed) or (
             "allowed: " + ", ".join(allowed) if allowed else None
         )
-        return f"unknown key '{name}'", hint
+        return Reading(f"unknown key '{name}'", hint=hint)
     if kind == "missing":
-        return f"missing required key '{error['loc'][-1]}'", None
+        return Reading(f"missing required key '{error['loc'][-1]}'")
     if kind in _EXPECTED:
-        hint = (
-            "remove the quotes"
-            if isinstance(value, str) and kind.startswith(("int", "float", "bool"))
-            else None
-        )
-        return f"got {describe(value)}; expected {_EXPECTED[kind]}", hint
+        quoted = isinstance(value, str) and kind.startswith(("int", "float", "bool"))
+        hint = "remove the quotes" if quoted else None
+        return Reading(f"got {describe(value)}", _EXPECTED[kind], hint, wrong_type=True)
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"got {describe(value)}; expected one of {expected}", _close_literal(value, expected)
+        hint = _close_literal(value, expected)
+        return Reading(f"got {describe(value)}", f"one of {expected}", hint)
     if kind == "string_pattern_mismatch":
-        return f"got {describe(value)}; {_pattern_advice(error)}", None
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        return Reading(f"got {describe(value)}", _PATTERNS.get(pattern, f"text matching {pattern}"))
     if kind == "value_error":
         cause = error.get("ctx", {}).get("error")
         hint = cause.hint if isinstance(cause, PatternError) else None
-        return str(error["msg"]).removeprefix("Value error, "), hint
+        return Reading(str(error["msg"]).removeprefix("Value error, "), hint=hint)
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         expected = str(ctx.get("expected_tags", ""))
-        return (
-            f"unknown {str(ctx.get('discriminator', 'type')).strip(chr(39))} {ctx.get('tag')!r}; "
-            f"expected one of {expected}",
+        discriminator = str(ctx.get("discriminator", "type")).strip("'")
+        return Reading(
+            f"unknown {discriminator} {ctx.get('tag')!r}",
+            f"one of {expected}",
             _close_literal(ctx.get("tag"), expected),
         )
     if kind == "route_action":
         present = sorted(value) if isinstance(value, dict) else []
-        return str(error["msg"]), _route_hint(present)
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}", None
+        return Reading(str(error["msg"]), hint=_route_hint(present))
+    return Reading(f"{error['msg'][0].lower()}{error['msg'][1:]}")
 
 
-def _pattern_advice(error: ErrorDetails) -> str:
-    pattern = str(error.get("ctx", {}).get("pattern", ""))
-    if pattern.startswith("^\\$\\{"):
-        return "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself"
-    if "A-Za-z0-9_.-" in pattern:
-        return "expected letters, digits, '-', '_' or '.' (it becomes the URL path), at most 64"
-    return f"expected text matching {pattern}"
+# What a value of each pattern-checked field must look like, said in words.
+_PATTERNS = {
+    ENV_REF.pattern: "an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+    BOT_NAME_PATTERN: "letters, digits, '-', '_' or '.' (it becomes the URL path), at most 64",
+}
 
 
 def _close_literal(value: Any, expected: str) -> str | None:
@@ -179,7 +199,7 @@ def _unwrap(annotation: Any, tag: Any) -> tuple[Any, bool]:
 
 def _tags(model: type[BaseModel]) -> set[Any]:
     """The discriminator values that select `model` in a union."""
-    tags = {getattr(model, "kind", None)}
+    tags = {getattr(model, "kind", None), model.__name__}  # pydantic's name for a member
     for field in model.model_fields.values():
         if typing.get_origin(field.annotation) is typing.Literal:
             tags.update(typing.get_args(field.annotation))
