@@ -29,7 +29,8 @@ def located(*input_lines: str) -> str:
         ),
         (
             ["  reject: [3]"],
-            "bot.yaml:4:12: input.reject[0]: got 3 (an integer); expected a string",
+            "bot.yaml:4:12: input.reject[0]: got 3 (an integer); expected a string "
+            '(YAML reads a plain 3 as a number; write "3" in quotes)',
         ),
         # The mapping forms, located at the key inside them.
         (

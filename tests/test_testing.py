@@ -105,7 +105,8 @@ def test_a_failure_shows_what_the_language_made_the_bot_say() -> None:
         ),
         (
             "user_id: 42",
-            "bot.yaml:10:14: tests[0].user_id: got 42 (an integer); expected a string",
+            "bot.yaml:10:14: tests[0].user_id: got 42 (an integer); expected a string "
+            '(YAML reads a plain 42 as a number; write "42" in quotes)',
         ),
         (
             "now: tomorrow",
