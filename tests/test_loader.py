@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SpecError
+from engine.errors import SpecError, place
 from engine.loader import LoadReport, bot_files, load_paths, load_text
 from engine.loader.yaml_marks import MAX_DEPTH
 from engine.spec.routes import ACTION_KEYS
@@ -634,7 +634,12 @@ def test_escapes_in_double_quotes_are_one_character(written: list[str], expected
 @pytest.mark.parametrize(
     ("route", "expected"),
     [
-        (["  - if: \"message == 'x'\""], f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION}"),
+        (
+            ["  - if: \"message == 'x'\""],
+            f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION}\n"
+            "bot.yaml:1:1: warning: routes: no fallback route: a message that matches no `if` "
+            "gets an error (add a last route without `if`)",
+        ),
         (["  - just text"], f"bot.yaml:2:5: routes[0]: {NEEDS_ONE_ACTION}"),
         (
             ["  - reply: hi", "    error: {text: no}"],
@@ -883,7 +888,13 @@ def test_all_errors_across_files_in_one_pass_sorted_by_file_and_line(
         "    ^",
         f"{d}:2:1: invalid YAML: did not find expected node content",
     ]
-    assert loaded.warnings == []
+    # A file's warnings are printed with its errors (issue 8.5).
+    assert [str(warning) for warning in loaded.warnings] == [
+        f"{a}:1:13: warning: access_key: environment variable UNSET_FOR_THIS_TEST is not set "
+        "(without a key the bot is served only on a loopback address)",
+        f"{a}:2:1: warning: routes: no fallback route: a message that matches no `if` gets an "
+        "error (add a last route without `if`)",
+    ]
     assert list(loaded.bots) == ["c"]
 
 
@@ -1364,7 +1375,7 @@ def test_yaml_reading_prose_as_booleans_or_lists_is_explained(text: str, expecte
     [
         (
             yaml(
-                "model: {provider: poe, bot: Claude-Haiku-4.5}",
+                "model: {provider: scripted, replies: [Hi]}",
                 "routes:",
                 "  - llm:",
                 "    system: You are terse.",
@@ -1377,7 +1388,7 @@ def test_yaml_reading_prose_as_booleans_or_lists_is_explained(text: str, expecte
         ),
         (
             yaml(
-                "model: {provider: poe, bot: Claude-Haiku-4.5}",
+                "model: {provider: scripted, replies: [Hi]}",
                 "routes:",
                 "  - llm:",
                 "      system: You are terse.",
@@ -1451,4 +1462,74 @@ def test_indentation_slips_and_colons_say_what_to_write(text: str, expected: str
     ids=["model-mapping", "suggest-mapping"],
 )
 def test_a_union_reports_only_the_member_that_fits(text: str, expected: str) -> None:
+    assert_error(text, expected)
+
+
+BROKEN_WITH_WARNINGS = yaml(
+    "access_key: ${BOT_KEY}",
+    "model:",
+    "  - {provider: openai, name: gtp-4o, api_key: '${MY_OPENAI_KEY}'}",
+    "  - {provider: anthropic, name: claude-haiku-4-5, temperature: 0.2}",
+    "  - {provider: poe, bot: Claude-Haiku-4.5}",
+    "routes:",
+    "  - if: turn",
+    "    llm: {model: {provider: openai, name: gpt-4o, api_key: sk-literal}}",
+    "  - reply: hi",
+    "    bad: 1",
+)
+BROKEN_WITH_WARNINGS_REPORT = [
+    "bot.yaml:1:13: warning: access_key: environment variable BOT_KEY holds a 5-character key; "
+    "use at least 16 characters (Poe's own keys have 32) (a short key can be guessed; it is "
+    "served only on a loopback address)",
+    "bot.yaml:3:30: warning: model[0].name: 'gtp-4o' is not a known openai model name (openai "
+    "model names start with gpt- or chatgpt- or o1 or o3 or o4 or codex-; until it is fixed, "
+    "answers say the bot's model is not configured)",
+    "bot.yaml:3:47: warning: model[0].api_key: environment variable MY_OPENAI_KEY is not set "
+    "(until it is, this model answers that the bot's model is not configured)",
+    "bot.yaml:4:5: warning: model[1]: environment variable ANTHROPIC_API_KEY is not set "
+    "(until it is, this model answers that the bot's model is not configured)",
+    "bot.yaml:4:64: warning: model[1].temperature: Anthropic models no longer accept "
+    "temperature; it is not sent (remove `temperature` (shape answers with the system prompt "
+    "instead))",
+    # A model that is itself invalid has its error, and no warnings.
+    "bot.yaml:8:60: routes[0].llm.model.api_key: got 'sk-literal' (a string); expected an "
+    "environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+    "bot.yaml:10:5: routes[1].bad: unknown key 'bad' (allowed: if, reply, suggest)",
+]
+
+
+def test_a_file_with_structural_errors_keeps_its_warnings() -> None:
+    """They were all lost: `validate` printed `0 warnings` for this file (issue 8.5)."""
+    found = sorted(problems(BROKEN_WITH_WARNINGS, {"BOT_KEY": "short"}), key=place)
+    assert [str(problem) for problem in found] == BROKEN_WITH_WARNINGS_REPORT
+    # The same warnings as once the structure is fixed: the same code finds them.
+    fixed = problems(BROKEN_WITH_WARNINGS.replace("    bad: 1\n", ""), {"BOT_KEY": "short"})
+    assert sorted(map(str, fixed)) == sorted(BROKEN_WITH_WARNINGS_REPORT[:-1])
+
+
+@pytest.mark.parametrize(
+    ("access_key", "expected"),
+    [
+        (
+            [],
+            "bot.yaml:3:9: routes[0].llm: got None (nothing); expected a mapping (key: value "
+            "lines)\n"
+            "bot.yaml:1:8: warning: model: calling the Poe bot Claude-Haiku-4.5 needs this bot's "
+            "access key (set `access_key` and its variable; until then this model fails)",
+        ),
+        # A key written wrong has its own error; the model is not told about it again.
+        (
+            ["access_key: abcdef"],
+            "bot.yaml:2:13: access_key: got 'abcdef' (a string); expected an environment "
+            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself\n"
+            "bot.yaml:4:9: routes[0].llm: got None (nothing); expected a mapping (key: value "
+            "lines)",
+        ),
+    ],
+    ids=["no-key", "key-written-wrong"],
+)
+def test_a_structurally_broken_file_still_says_a_poe_model_needs_a_key(
+    access_key: list[str], expected: str
+) -> None:
+    text = yaml("model: {provider: poe, bot: Claude-Haiku-4.5}", *access_key, "routes:", "  - llm:")
     assert_error(text, expected)

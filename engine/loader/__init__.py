@@ -10,21 +10,19 @@ from pathlib import Path
 
 from ..compiled import CompiledBot
 from ..errors import SpecError, place
-from ..spec import Bot
-from ..spec._base import ENV_REF
 from .checker import check_sources
-from .compile import Compiler
+from .compile import compile_bot
+from .keys import MIN_ACCESS_KEY_LENGTH, access_key
 from .locate import loc_text, position
 from .parallel import default_jobs, fork_map
 from .traps import syntax_hint
+from .unvalidated import unvalidated_problems
 from .validation import validate
 from .yaml_marks import MAX_BYTES, MarkedDocument, YamlSyntaxError, parse, too_large
 
 __all__ = ["MIN_ACCESS_KEY_LENGTH", "LoadReport", "bot_files", "load_paths", "load_text"]
 
 BOT_SUFFIXES = (".yaml", ".yml")
-# Poe's access keys have 32 characters; a key much shorter than that can be guessed.
-MIN_ACCESS_KEY_LENGTH = 16
 
 
 @dataclass
@@ -63,12 +61,12 @@ def load_text(
     spec, invalid = validate(document, file)
     problems += invalid
     if spec is None:
-        return None, problems + check_sources(document, file)
+        partial = unvalidated_problems(document, file, environ)
+        return None, problems + check_sources(document, file) + partial
+    key, key_problems = access_key(spec.access_key, document, file, environ)
     name = spec.name or Path(file).stem
-    key, key_var = _access_key(spec, document, file, environ, problems)
-    compiler = Compiler(spec, document, file)
-    bot = compiler.compile(name, key, key_var, environ)
-    problems += compiler.problems
+    bot, compile_problems = compile_bot(spec, document, file, name, key, environ)
+    problems += key_problems + compile_problems
     if any(not p.is_warning for p in problems):
         return None, problems
     return bot, problems
@@ -90,45 +88,6 @@ def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
         )
         for loc, mark in document.duplicates
     ]
-
-
-def _access_key(
-    spec: Bot,
-    document: MarkedDocument,
-    file: str,
-    environ: Mapping[str, str],
-    problems: list[SpecError],
-) -> tuple[str | None, str | None]:
-    """The bot's key from its variable, stripped: HTTP strips the header Poe sends it in,
-    so a key kept with a stray newline or space could never match."""
-    if spec.access_key is None:
-        return None, None
-    match = ENV_REF.match(spec.access_key)
-    assert match is not None  # the spec's pattern guarantees it
-    variable = match.group(1)
-    raw = environ.get(variable, "")
-    value = raw.strip() or None
-    problem = _key_problem(variable, raw, value)
-    if problem is not None:
-        message, hint = problem
-        mark = position(document, ("access_key",))
-        problems.append(
-            SpecError(message, file, mark.line, mark.column, "access_key", hint, severity="warning")
-        )
-    return value, variable
-
-
-def _key_problem(variable: str, raw: str, value: str | None) -> tuple[str, str] | None:
-    if value is None:
-        message = f"environment variable {variable} is " + ("blank" if raw else "not set")
-        return message, "without a key the bot is served only on a loopback address"
-    if len(value) < MIN_ACCESS_KEY_LENGTH:
-        return (
-            f"environment variable {variable} holds a {len(value)}-character key; "
-            f"use at least {MIN_ACCESS_KEY_LENGTH} characters (Poe's own keys have 32)",
-            "a short key can be guessed; it is served only on a loopback address",
-        )
-    return None
 
 
 def bot_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -8,7 +8,7 @@ from typing import TypeVar
 from ..errors import ExpressionError, SourceSnippet, SpecError
 from ..expressions import Condition, compile_condition
 from ..spec.context import CONTEXT_NAMES
-from ..templates import Renderable, TemplateCompiler
+from ..templates import PlainText, Renderable, TemplateCompiler
 from .locate import loc_text, offset_position, position
 from .sources import sources
 from .yaml_marks import Loc, MarkedDocument
@@ -30,19 +30,33 @@ class SourceChecker:
         self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
 
     def template(self, source: str, loc: Loc) -> Renderable:
-        return self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
+        """The compiled template; a stand-in, never rendered, when it has an error: any
+        error stops the load."""
+        compiled = self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
+        return PlainText(source) if compiled is None else compiled
 
     def condition(self, source: str | None, loc: Loc) -> Condition | None:
+        """The compiled condition; None when there is none, or it has an error."""
         if source is None:
             return None
         return self._guard(lambda: compile_condition(source), source, loc)
 
-    def _guard(self, build: Callable[[], T], source: str, loc: Loc) -> T:
+    def report(self, loc: Loc, message: str, hint: str | None, *, warning: bool = False) -> None:
+        """Add a problem found at `loc`, located at its value."""
+        mark = position(self._document, loc)
+        severity = "warning" if warning else "error"
+        self.problems.append(
+            SpecError(
+                message, self._file, mark.line, mark.column, loc_text(loc), hint, severity=severity
+            )
+        )
+
+    def _guard(self, build: Callable[[], T], source: str, loc: Loc) -> T | None:
         try:
             return build()
         except ExpressionError as exc:
             self.problems.append(self._located(exc, source, loc))
-            return None  # type: ignore[return-value]  # never used: problems stop the load
+            return None
 
     def _located(self, exc: ExpressionError, source: str, loc: Loc) -> SpecError:
         mark = position(self._document, loc)

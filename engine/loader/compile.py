@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, assert_never
 
 from ..compiled import (
@@ -29,56 +29,64 @@ from ..spec.routes import GenerateSuggestions as SpecGenerate
 from ..spec.routes import LLMRoute, PoeSuggestions, Suggest
 from ..templates import Renderable
 from .checker import SourceChecker
+from .keys import AccessKey
 from .locate import loc_text, position
 from .models import ModelCompiler, dependencies
 from .yaml_marks import Loc, MarkedDocument
 
 
+def compile_bot(
+    spec: Bot,
+    document: MarkedDocument,
+    file: str,
+    name: str,
+    key: AccessKey,
+    environ: Mapping[str, str],
+) -> tuple[CompiledBot, list[SpecError]]:
+    """The compiled bot and every problem found compiling it (any error makes it unusable)."""
+    checker = SourceChecker(document, file, spec.prompts)
+    prompts = {
+        prompt_name: checker.template(source, ("prompts", prompt_name))
+        for prompt_name, source in spec.prompts.items()
+    }
+    models = ModelCompiler(checker, environ, key.value is not None)
+    compiler = Compiler(checker, models, prompts, models.chain(spec.model, ("model",)))
+    routes = tuple(compiler.route(route, index) for index, route in enumerate(spec.routes))
+    bot = CompiledBot(
+        name=name,
+        file=file,
+        spec=spec,
+        access_key=key.value,
+        access_key_var=key.variable,
+        routes=routes,
+        suggested_replies=compiler.templates_at(spec.suggested_replies, ("suggested_replies",)),
+        input=compiler.input(spec.input) if spec.input else None,
+        param_defaults=_param_defaults(spec.settings.parameter_controls),
+        dependencies=dependencies(routes),
+    )
+    return bot, checker.problems + reachability(document, file, [r.when for r in spec.routes])
+
+
 class Compiler:
-    """Compiles one validated Bot, collecting every problem instead of stopping at the first."""
+    """Compiles the parts of one validated Bot, collecting every problem in `checker`
+    instead of stopping at the first."""
 
-    def __init__(self, spec: Bot, document: MarkedDocument, file: str) -> None:
-        self.spec = spec
-        self._document, self._file = document, file
-        self._checker = SourceChecker(document, file, spec.prompts)
-        self.template = self._checker.template
-        self.condition = self._checker.condition
+    def __init__(
+        self,
+        checker: SourceChecker,
+        models: ModelCompiler,
+        prompts: Mapping[str, Renderable],
+        bot_chain: Chain,
+    ) -> None:
+        self._checker, self._models = checker, models
+        self._prompts, self._bot_chain = prompts, bot_chain
+        self.template = checker.template
+        self.condition = checker.condition
 
-    @property
-    def problems(self) -> list[SpecError]:
-        return self._checker.problems
-
-    def compile(
-        self, name: str, access_key: str | None, key_var: str | None, environ: Mapping[str, str]
-    ) -> CompiledBot:
-        spec = self.spec
-        self._prompts = {
-            prompt_name: self.template(source, ("prompts", prompt_name))
-            for prompt_name, source in spec.prompts.items()
-        }
-        self._models = ModelCompiler(
-            self._checker, self._document, self._file, environ, access_key is not None
-        )
-        self._bot_chain = self._models.chain(spec.model, ("model",))
-        routes = tuple(self._route(route, index) for index, route in enumerate(spec.routes))
-        self._check_reachable()
-        return CompiledBot(
-            name=name,
-            file=self._file,
-            spec=spec,
-            access_key=access_key,
-            access_key_var=key_var,
-            routes=routes,
-            suggested_replies=self._templates_at(spec.suggested_replies, ("suggested_replies",)),
-            input=self._input(spec.input) if spec.input else None,
-            param_defaults=_param_defaults(spec.settings.parameter_controls),
-            dependencies=dependencies(routes),
-        )
-
-    def _templates_at(self, sources: list[str], loc: Loc) -> tuple[Renderable, ...]:
+    def templates_at(self, sources: list[str], loc: Loc) -> tuple[Renderable, ...]:
         return tuple(self.template(source, (*loc, index)) for index, source in enumerate(sources))
 
-    def _route(self, route: ReplyRoute | LLMRoute | ErrorRoute, index: int) -> CompiledRoute:
+    def route(self, route: ReplyRoute | LLMRoute | ErrorRoute, index: int) -> CompiledRoute:
         loc: Loc = ("routes", index)
         condition = self.condition(route.when, (*loc, "if"))
         match route:
@@ -101,22 +109,20 @@ class Compiler:
         chain = self._models.chain(action.model, (*at, "model")) or self._bot_chain
         if not chain:
             self._error(at, "this llm route has no model", "add `model:` to the bot or the route")
-        system = self._prompt_or_template(action.system, (*at, "system"))
+        system = action.system
         return CompiledLLM(
             loc=loc_text(loc),
             condition=condition,
-            system=system,
-            prompt=self._prompt_or_template(action.prompt, (*at, "prompt")),  # type: ignore[arg-type]
+            system=None if system is None else self._prompt_or_template(system, (*at, "system")),
+            prompt=self._prompt_or_template(action.prompt, (*at, "prompt")),
             chain=chain,
             history_messages=action.history.messages,
             history_chars=action.history.chars,
             suggest=self._suggest(route.suggest, (*loc, "suggest"), chain),
         )
 
-    def _prompt_or_template(self, source: str | None, loc: Loc) -> Renderable | None:
+    def _prompt_or_template(self, source: str, loc: Loc) -> Renderable:
         """`system: persona` names a prompt; anything else is an inline template."""
-        if source is None:
-            return None
         if source in self._prompts:
             return self._prompts[source]
         return self.template(source, loc)
@@ -126,7 +132,7 @@ class Compiler:
             case None:
                 return None
             case list():
-                return self._templates_at(value, loc)
+                return self.templates_at(value, loc)
             case PoeSuggestions():
                 return PoeSuggests()
             case SpecGenerate():
@@ -138,42 +144,9 @@ class Compiler:
                 assert_never(value)
 
     def _error(self, loc: Loc, message: str, hint: str) -> None:
-        mark = position(self._document, loc)
-        self.problems.append(
-            SpecError(message, self._file, mark.line, mark.column, loc_text(loc), hint)
-        )
+        self._checker.report(loc, message, hint)
 
-    def _check_reachable(self) -> None:
-        fallbacks = [i for i, route in enumerate(self.spec.routes) if route.when is None]
-        if fallbacks and fallbacks[0] < len(self.spec.routes) - 1:
-            loc: Loc = ("routes", fallbacks[0] + 1)
-            mark = position(self._document, loc)
-            self.problems.append(
-                SpecError(
-                    f"this route is never reached: routes[{fallbacks[0]}] has no `if` "
-                    "and answers every message",
-                    self._file,
-                    mark.line,
-                    mark.column,
-                    loc_text(loc),
-                    hint="move the fallback route last",
-                )
-            )
-        if not fallbacks:
-            mark = position(self._document, ("routes",), key=True)
-            self.problems.append(
-                SpecError(
-                    "no fallback route: a message that matches no `if` gets an error",
-                    self._file,
-                    mark.line,
-                    mark.column,
-                    "routes",
-                    hint="add a last route without `if`",
-                    severity="warning",
-                )
-            )
-
-    def _input(self, rules: InputRules) -> CompiledInput:
+    def input(self, rules: InputRules) -> CompiledInput:
         files = rules.attachments or AttachmentRules()
         required = files.required if isinstance(files.required, bool) else files.required.value
         types = files.types.value if isinstance(files.types, TypesRule) else files.types
@@ -214,6 +187,31 @@ class Compiler:
         if isinstance(written, RuleSpec):
             return self.template(written.message, (*loc, "message"))
         return None
+
+
+def reachability(
+    document: MarkedDocument, file: str, conditions: Sequence[object | None]
+) -> list[SpecError]:
+    """A route after one without `if` is never reached (an error); no route without `if`
+    leaves some messages unanswered (a warning). `conditions` holds each route's `if`."""
+    fallbacks = [index for index, condition in enumerate(conditions) if condition is None]
+    if fallbacks and fallbacks[0] < len(conditions) - 1:
+        loc: Loc = ("routes", fallbacks[0] + 1)
+        mark = position(document, loc)
+        message = (
+            f"this route is never reached: routes[{fallbacks[0]}] has no `if` "
+            "and answers every message"
+        )
+        hint = "move the fallback route last"
+        return [SpecError(message, file, mark.line, mark.column, loc_text(loc), hint)]
+    if not fallbacks:
+        mark = position(document, ("routes",), key=True)
+        message = "no fallback route: a message that matches no `if` gets an error"
+        hint = "add a last route without `if`"
+        return [
+            SpecError(message, file, mark.line, mark.column, "routes", hint, severity="warning")
+        ]
+    return []
 
 
 def _param_defaults(controls: ParameterControls | None) -> dict[str, Any]:

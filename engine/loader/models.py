@@ -6,7 +6,6 @@ from collections import Counter
 from collections.abc import Mapping
 
 from ..compiled import Chain, CompiledModel, CompiledRoute, Param, route_models
-from ..errors import SpecError
 from ..providers.sdk import KEY_VARIABLES
 from ..spec._base import ENV_REF
 from ..spec.models import (
@@ -18,8 +17,7 @@ from ..spec.models import (
     ScriptedModel,
 )
 from .checker import SourceChecker
-from .locate import loc_text, position
-from .yaml_marks import Loc, MarkedDocument
+from .yaml_marks import Loc
 
 # How the names of the models each provider's own API serves begin.
 MODEL_FAMILIES = {
@@ -37,12 +35,10 @@ class ModelCompiler:
     def __init__(
         self,
         checker: SourceChecker,
-        document: MarkedDocument,
-        file: str,
         environ: Mapping[str, str],
         has_access_key: bool,
     ) -> None:
-        self._checker, self._document, self._file = checker, document, file
+        self._checker = checker
         self._environ, self._has_access_key = environ, has_access_key
 
     def chain(self, value: ModelChain | None, loc: Loc) -> Chain:
@@ -148,12 +144,7 @@ class ModelCompiler:
         return value
 
     def _warn(self, loc: Loc, message: str, hint: str | None) -> None:
-        mark = position(self._document, loc)
-        self._checker.problems.append(
-            SpecError(
-                message, self._file, mark.line, mark.column, loc_text(loc), hint, severity="warning"
-            )
-        )
+        self._checker.report(loc, message, hint, warning=True)
 
 
 def dependencies(routes: tuple[CompiledRoute, ...]) -> dict[str, int]:
