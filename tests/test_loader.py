@@ -1533,3 +1533,18 @@ def test_a_structurally_broken_file_still_says_a_poe_model_needs_a_key(
 ) -> None:
     text = yaml("model: {provider: poe, bot: Claude-Haiku-4.5}", *access_key, "routes:", "  - llm:")
     assert_error(text, expected)
+
+
+def test_the_readmes_word_boundary_example_matches_as_it_says() -> None:
+    """The README writes `\\b` in a condition three ways; each reaches RE2 as `\\b`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("routes:\n  - if: regex(message, '(?i)\\bcancel\\b')")
+    bot, found = load_text(readme[start : readme.index("```", start)], "readme.yaml", {})
+    assert bot is not None and found == []
+
+    def answered_by(message: str) -> str:
+        context = {"message": message}
+        return next(r for r in bot.routes if not r.condition or r.condition.matches(context)).loc
+
+    messages = ["Cancel it", "a refund?", "do you ship", "shipping"]
+    assert [answered_by(m) for m in messages] == [f"routes[{i}]" for i in range(4)]
