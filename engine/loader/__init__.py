@@ -55,14 +55,14 @@ def load_text(
     try:
         document = parse(text)
     except YamlSyntaxError as exc:
-        hint = exc.hint or syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
-        return None, [_yaml_error(exc, file, hint)]
+        trap = syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
+        return None, [_yaml_error(exc, file, trap)]
     problems = _duplicate_keys(document, file)
     spec, invalid = validate(document, file)
     problems += invalid
     if spec is None:
-        partial = unvalidated_problems(document, file, environ)
-        return None, problems + check_sources(document, file) + partial
+        problems += check_sources(document, file)
+        return None, problems + unvalidated_problems(document, file, environ)
     key, key_problems = access_key(spec.access_key, document, file, environ)
     name = spec.name or Path(file).stem
     bot, compile_problems = compile_bot(spec, document, file, name, key, environ)
@@ -72,8 +72,10 @@ def load_text(
     return bot, problems
 
 
-def _yaml_error(exc: YamlSyntaxError, file: str, hint: str | None = None) -> SpecError:
-    return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), hint or exc.hint)
+def _yaml_error(exc: YamlSyntaxError, file: str, trap: str | None = None) -> SpecError:
+    """The parser's error, with its own hint or else the YAML trap that explains it."""
+    hint = exc.hint or trap
+    return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), hint)
 
 
 def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
