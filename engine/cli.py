@@ -20,6 +20,7 @@ from .chat import (
     parse_param,
     run_chat,
 )
+from .errors import place
 from .loader import LoadReport, load_paths
 from .testing import run_bot_tests
 
@@ -46,7 +47,7 @@ JOBS = click.option(
 
 
 def _print_problems(report: LoadReport) -> None:
-    for problem in sorted(report.problems, key=lambda p: (p.file, p.line, p.column)):
+    for problem in sorted(report.problems, key=place):
         click.echo(str(problem))
 
 

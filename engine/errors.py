@@ -69,7 +69,17 @@ def _caret_lines(snippet: SourceSnippet) -> list[str]:
     line_start = before.rfind("\n") + 1
     line_end = snippet.text.find("\n", snippet.offset)
     line = snippet.text[line_start : line_end if line_end != -1 else None]
-    return [f"    {line}", f"    {' ' * (snippet.offset - line_start)}^"]
+    return [f"    {_visible(line)}", f"    {' ' * (snippet.offset - line_start)}^"]
+
+
+def _visible(line: str) -> str:
+    """Control characters (a backspace that YAML's `"\\b"` made, say) as their one-column
+    Unicode pictures, so the caret still lines up and the terminal shows them."""
+    return line.translate(_PICTURES) if any(ord(c) < 32 or ord(c) == 127 for c in line) else line
+
+
+# U+2400..U+241F picture C0 controls; U+2421 is DEL. A tab stays a tab.
+_PICTURES = {code: 0x2400 + code for code in range(32) if code != 9} | {127: 0x2421}
 
 
 class SpecErrors(EngineError):

@@ -68,9 +68,19 @@ class Pattern:
         return f"Pattern({self.source!r})"
 
 
+_BACKSPACE = (
+    "in YAML's double quotes \\b is a backspace; write the pattern in single quotes, "
+    "'\\bword\\b', or double the backslash, \"\\\\bword\\\\b\""
+)
+
+
 @lru_cache(maxsize=1024)
 def compile_pattern(source: str) -> Pattern:
     """Compile once (validation, loading and conditions share this cache); PatternError."""
+    if "\b" in source:
+        # No one means a backspace: YAML's double quotes read `\b` as one, so `"\bword\b"`
+        # would silently never match.
+        raise PatternError(source, "it holds a backspace character", source.index("\b"), _BACKSPACE)
     regexp = _RE2(source.encode("utf-8", "surrogatepass"), _OPTIONS)
     if not regexp.ok():
         raise _error(source, regexp.error().decode("utf-8", "replace"))

@@ -219,8 +219,8 @@ def test_wrong_types_say_what_was_given_and_what_is_expected(text: str, expected
         ),
         (
             yaml("access_key: abcdef", "routes:", "  - reply: hi"),
-            "bot.yaml:1:13: access_key: got 'abcdef' (a string); expected an environment "
-            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+            "bot.yaml:1:13: access_key: got a key written out (6 characters, not shown); "
+            "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
         ),
         (
             yaml("routes:", "  - error: {text: sorry, error_type: user_caused_eror}"),
@@ -1450,8 +1450,8 @@ def test_indentation_slips_and_colons_say_what_to_write(text: str, expected: str
                 "routes:",
                 "  - llm: {}",
             ),
-            "bot.yaml:4:12: model.api_key: got 'sk-abc123' (a string); expected an environment "
-            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+            "bot.yaml:4:12: model.api_key: got a key written out (9 characters, not shown); "
+            "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
         ),
         (
             # `{generate: …}` and `{poe: true}` both take a mapping: the closer one is told.
@@ -1492,8 +1492,8 @@ BROKEN_WITH_WARNINGS_REPORT = [
     "temperature; it is not sent (remove `temperature` (shape answers with the system prompt "
     "instead))",
     # A model that is itself invalid has its error, and no warnings.
-    "bot.yaml:8:60: routes[0].llm.model.api_key: got 'sk-literal' (a string); expected an "
-    "environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
+    "bot.yaml:8:60: routes[0].llm.model.api_key: got a key written out (10 characters, "
+    "not shown); expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
     "bot.yaml:10:5: routes[1].bad: unknown key 'bad' (allowed: if, reply, suggest)",
 ]
 
@@ -1520,8 +1520,8 @@ def test_a_file_with_structural_errors_keeps_its_warnings() -> None:
         # A key written wrong has its own error; the model is not told about it again.
         (
             ["access_key: abcdef"],
-            "bot.yaml:2:13: access_key: got 'abcdef' (a string); expected an environment "
-            "reference like ${MY_BOT_ACCESS_KEY}, never the key itself\n"
+            "bot.yaml:2:13: access_key: got a key written out (6 characters, not shown); "
+            "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself\n"
             "bot.yaml:4:9: routes[0].llm: got None (nothing); expected a mapping (key: value "
             "lines)",
         ),
@@ -1548,3 +1548,28 @@ def test_the_readmes_word_boundary_example_matches_as_it_says() -> None:
 
     messages = ["Cancel it", "a refund?", "do you ship", "shipping"]
     assert [answered_by(m) for m in messages] == [f"routes[{i}]" for i in range(4)]
+
+
+# --- secrets written out, and backspaces from YAML's double quotes -----------------------
+
+
+def test_a_key_written_out_is_never_printed() -> None:
+    text = yaml("access_key: pk-0123456789abcdef", "routes:", "  - reply: hi")
+    bot, found = load_text(text, "bot.yaml", {})
+    assert "0123456789" not in "\n".join(map(str, found))
+    assert [str(problem) for problem in found] == [
+        "bot.yaml:1:13: access_key: got a key written out (19 characters, not shown); "
+        "expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself"
+    ]
+
+
+def test_a_backspace_from_double_quotes_is_named_and_shown() -> None:
+    text = "routes:\n  - if: \"regex(message, '\\bhi\\b')\"\n    reply: x\n  - reply: y\n"
+    assert_error(
+        text,
+        "bot.yaml:2:26: routes[0].if: invalid regular expression '\\x08hi\\x08': it holds a "
+        "backspace character (in YAML's double quotes \\b is a backspace; write the pattern "
+        "in single quotes, '\\bword\\b', or double the backslash, \"\\\\bword\\\\b\")\n"
+        "    regex(message, '\u2408hi\u2408')\n"
+        "                    ^",
+    )

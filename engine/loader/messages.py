@@ -76,6 +76,14 @@ class Reading(NamedTuple):
         return f"{self.problem}; expected {self.expected}"
 
 
+def _secret(value: Any) -> str:
+    """Where a `${VAR}` belongs, text that is no reference may be the key itself: `validate`
+    output ends up in terminals and CI logs, so only a mistyped reference is shown."""
+    if isinstance(value, str) and not value.startswith("$"):
+        return f"a key written out ({len(value):,} characters, not shown)"
+    return describe(value)
+
+
 def message_for(error: ErrorDetails) -> Reading:
     """The message and optional hint for one pydantic error."""
     kind, value = error["type"], error.get("input")
@@ -98,7 +106,8 @@ def message_for(error: ErrorDetails) -> Reading:
         return Reading(f"got {describe(value)}", f"one of {expected}", hint)
     if kind == "string_pattern_mismatch":
         pattern = str(error.get("ctx", {}).get("pattern", ""))
-        return Reading(f"got {describe(value)}", _PATTERNS.get(pattern, f"text matching {pattern}"))
+        shown = _secret(value) if pattern == ENV_REF.pattern else describe(value)
+        return Reading(f"got {shown}", _PATTERNS.get(pattern, f"text matching {pattern}"))
     if kind == "value_error":
         cause = error.get("ctx", {}).get("error")
         hint = cause.hint if isinstance(cause, PatternError) else None
