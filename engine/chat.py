@@ -8,6 +8,7 @@ output are plain text streams passed in, which keeps the whole loop testable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import mimetypes
 import sys
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from .compiled import CompiledBot
 from .errors import EngineError, SpecError
 from .iterators import close_iterator
+from .limits import Limiter
 from .loader import BOT_SUFFIXES, LoadReport, load_paths
 from .protocol.events import Error, Event, File, Replace, Text
 from .protocol.guard import guarded
@@ -28,6 +30,7 @@ from .protocol.requests import Attachment, Message, QueryRequest
 from .protocol.transcript import Transcript
 from .runtime import run
 from .spec.tests import LANGUAGE_TAG
+from .store import Store
 
 __all__ = [
     "BrokenBot",
@@ -278,7 +281,14 @@ def _retry_note(error: Error) -> str:
 
 def runtime_responder(bot: CompiledBot, request: QueryRequest) -> Iterable[Event]:
     """The server's runtime with the real providers and timing: no scripted stand-ins."""
-    return run(bot, request)
+    return run(bot, request, limiter=_session_limiter())
+
+
+@functools.cache
+def _session_limiter() -> Limiter:
+    """Limits and remembered vars for this chat alone, in memory: `/reset` starts a new
+    conversation, in which the bot recalls what it remembered."""
+    return Limiter(Store.from_url("memory://"))
 
 
 @dataclass

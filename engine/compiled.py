@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from limits import RateLimitItem
+
 from .expressions import Condition
 from .patterns import Pattern
 from .spec import Bot, ErrorType
@@ -131,6 +133,32 @@ class CompiledInput:
 
 
 @dataclass(frozen=True)
+class Allowance:
+    """The limits on one kind of use: each user's, then the whole bot's, narrowest first."""
+
+    per_user: tuple[RateLimitItem, ...] = ()
+    whole_bot: tuple[RateLimitItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompiledLimits:
+    """`limits:`, parsed: what is counted (messages, model calls, outside calls)."""
+
+    messages: Allowance
+    model_calls: Allowance
+    calls: Allowance
+    fail_closed: bool = False
+
+
+@dataclass(frozen=True)
+class CompiledMemory:
+    """`remember:`: the vars kept per user, and for how long."""
+
+    names: frozenset[str]
+    ttl_seconds: float
+
+
+@dataclass(frozen=True)
 class CompiledBot:
     """Everything the runtime needs to answer for one bot; built once per load."""
 
@@ -145,6 +173,8 @@ class CompiledBot:
     param_defaults: dict[str, Any] = field(default_factory=dict)
     # Poe bots this bot calls, and how many calls one user message can make to each.
     dependencies: dict[str, int] = field(default_factory=dict)
+    limits: CompiledLimits | None = None
+    remember: CompiledMemory | None = None
 
     def models(self) -> list[CompiledModel]:
         """Every model any route can call, suggestion models included."""

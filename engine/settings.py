@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error."
+    )
+    # A secret: the URL may hold Redis's password. Logs show `Store.description` (redacted).
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis for rate limits and remembered vars, shared by every machine "
+        "(redis://, rediss:// or redis+unix://); unset: a file in STATE_DIR, shared by this "
+        "server's workers.",
+    )
+    state_dir: Path = Field(
+        Path(".state"),
+        description="Folder on a local disk holding rate-limit counts and remembered vars "
+        "when REDIS_URL is unset.",
     )
 
     @property

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from .compiled import CompiledBot, CompiledModel
+from .limits import Limiter
 from .patterns import compile_pattern
 from .protocol.events import Error, Event
 from .protocol.guard import guarded
@@ -18,6 +19,7 @@ from .providers.relay import RelayTiming
 from .providers.scripted import ScriptedStream
 from .runtime import run
 from .spec import Expect, TestCase, Turn
+from .store import Store
 
 # No waiting in tests: retries happen at once, keep-alives never.
 TEST_TIMING = RelayTiming(keepalive=60.0, backoff=0.0)
@@ -92,11 +94,12 @@ def answer(
     request: QueryRequest,
     now: datetime | None = None,
     model_reply: str | list[str] | None = None,
+    limiter: Limiter | None = None,
 ) -> Answer:
     """Send the conversation to the bot, as Poe would, and collect the answer."""
     models = ScriptedModels(model_reply)
     result = Answer()
-    events = run(bot, request, now, opener=models, timing=TEST_TIMING)
+    events = run(bot, request, now, opener=models, timing=TEST_TIMING, limiter=limiter)
     for event in guarded(events, bot.name):
         result.events.append(event)
         result.add(event)
@@ -105,20 +108,28 @@ def answer(
 
 
 def run_case(bot: CompiledBot, case: TestCase, index: int) -> CaseResult:
-    """Play every turn in order; the bot's answers become the history of the next turn."""
+    """Play every turn in order; the bot's answers become the history of the next turn.
+
+    Each test starts with no messages counted and nothing remembered (an in-process store
+    of its own), kept across its turns, new conversations included.
+    """
     name = case.name or f"test {index + 1}"
     history: list[Message] = []
     failures: list[str] = []
     turns = case.all_turns()
+    limiter = Limiter(Store.from_url("memory://"))
+    conversation_id = case.conversation_id
     for number, turn in enumerate(turns, start=1):
+        if turn.new_conversation:
+            history, conversation_id = [], f"{case.conversation_id}-{number}"
         history.append(_user_message(turn))
         request = QueryRequest(
             query=list(history),
             user_id=case.user_id,
-            conversation_id=case.conversation_id,
+            conversation_id=conversation_id,
             language_code=turn.language or case.language,
         )
-        result = answer(bot, request, turn.now, turn.model_reply)
+        result = answer(bot, request, turn.now, turn.model_reply, limiter)
         prefix = f"turn {number}: " if len(turns) > 1 else ""
         failures += [prefix + failure for failure in check(turn.expect, result)]
         history.append(Message(role="bot", content=result.text, metadata=result.metadata))

@@ -21,7 +21,16 @@ from typing import IO, Any
 from .conftest import BOTS_DIR, KEY, REPO
 
 ACCESS_KEYS = ("ACME_HELP_ACCESS_KEY", "IMAGE_STUDIO_ACCESS_KEY", "HELLO_ACCESS_KEY")
-SERVER_VARS = ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY", "LOG_LEVEL")
+SERVER_VARS = (
+    "HOST",
+    "PORT",
+    "BOTS_DIR",
+    "MAX_BODY_BYTES",
+    "WEB_CONCURRENCY",
+    "LOG_LEVEL",
+    "REDIS_URL",
+    "STATE_DIR",
+)
 
 
 def free_port() -> int:
@@ -43,7 +52,10 @@ class Server:
     """One `python app.py` process serving the example bots with every access key set to KEY."""
 
     def __init__(self, log_path: Path, workers: int = 2, **env: str) -> None:
+        """`env` overrides the server's variables. Its STATE_DIR (limits and remembered
+        vars) is a folder of its own beside its log unless `env` names one to share."""
         self.port = free_port()
+        self.state_dir = Path(env.get("STATE_DIR") or log_path.with_name(f"{log_path.stem}-state"))
         self.log_path = log_path
         self.workers = workers
         environ = {k: v for k, v in os.environ.items() if k not in SERVER_VARS + ACCESS_KEYS}
@@ -56,6 +68,7 @@ class Server:
             "LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
             **env,
+            "STATE_DIR": str(self.state_dir),
         }
         self._log: IO[bytes] = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
@@ -23,6 +24,9 @@ from engine.settings import Settings
 from engine.web import create_app
 
 from .fake_llm import FakeLLM
+
+if TYPE_CHECKING:
+    from ._redis import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 # The engine's own example bots. A creator's bots beside them in bots/ are for `python -m
@@ -53,7 +57,8 @@ EXAMPLE_ENV = {
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's own HOST, PORT or keys."""
-    for name in ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY"):
+    server_vars = ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY")
+    for name in (*server_vars, "REDIS_URL", "STATE_DIR"):
         monkeypatch.delenv(name, raising=False)
     yield
 
@@ -94,6 +99,14 @@ def anthropic_api() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free loopback port (tests/_redis.py)."""
+    from ._redis import running_redis  # not at the top: it imports _server, which imports us
+
+    yield from running_redis(tmp_path)
+
+
+@pytest.fixture
 def make_bot() -> Callable[..., CompiledBot]:
     return compile_bot
 
@@ -113,10 +126,12 @@ def bots_dir(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
 
 
 @pytest.fixture
-def make_app() -> Callable[..., Flask]:
-    """create_app over a folder, on loopback settings, with an explicit environment."""
+def make_app(tmp_path: Path) -> Callable[..., Flask]:
+    """create_app over a folder, on loopback settings, with an explicit environment; limits
+    and remembered vars in the test's own folder unless `state_dir` says otherwise."""
 
     def build(folder: Path, env: dict[str, str] | None = None, **settings: object) -> Flask:
+        settings.setdefault("state_dir", tmp_path / "state")
         app = create_app(folder, Settings(**settings), env=env or {})  # type: ignore[arg-type]
         app.testing = True
         return app

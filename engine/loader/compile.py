@@ -30,6 +30,7 @@ from ..spec.routes import LLMRoute, PoeSuggestions, Suggest
 from ..templates import Renderable
 from .checker import SourceChecker
 from .keys import AccessKey
+from .limits import compile_limits, compile_memory
 from .locate import loc_text, position
 from .models import ModelCompiler, dependencies
 from .yaml_marks import Loc, MarkedDocument
@@ -63,6 +64,8 @@ def compile_bot(
         input=compiler.input(spec.input) if spec.input else None,
         param_defaults=_param_defaults(spec.settings.parameter_controls),
         dependencies=dependencies(routes),
+        limits=compile_limits(spec.limits, checker) if spec.limits else None,
+        remember=compile_memory(spec.remember) if spec.remember else None,
     )
     return bot, checker.problems + reachability(document, file, [r.when for r in spec.routes])
 

@@ -17,6 +17,7 @@ from ..compiled import (
     suggestions_of,
 )
 from ..errors import RunError
+from ..limits import Limiter
 from ..protocol.events import Error, Event, Meta
 from ..protocol.requests import QueryRequest
 from ..providers import open_stream
@@ -24,6 +25,7 @@ from ..providers.relay import Opener, RelayTiming
 from .actions import run_route
 from .context import build_context, split_conversation
 from .input import check_input
+from .quota import over_limit, recall
 from .scope import Scope
 
 __all__ = ["NO_MESSAGE", "NO_ROUTE", "run"]
@@ -43,20 +45,28 @@ def run(
     *,
     opener: Opener = open_stream,
     timing: RelayTiming = DEFAULT_TIMING,
+    limiter: Limiter | None = None,
 ) -> Iterator[Event]:
     """Every answer starts with `meta`; failures the creator must fix end in one `error`.
 
     `opener` starts model calls (tests and `engine test` pass a scripted one); `timing`
-    sets keep-alive and retry pacing.
+    sets keep-alive and retry pacing; `limiter` counts the bot's `limits` and keeps its
+    remembered vars (None: nothing counted or remembered).
     """
     conversation = split_conversation(request)
     if conversation is None:
         yield Meta()
         yield Error(NO_MESSAGE, allow_retry=False)
         return
+    if over := over_limit(limiter, bot, request.user_id, "messages"):
+        yield Meta()
+        yield over
+        return
     history, message = conversation
     context = build_context(bot, request, history, message, now or datetime.now(UTC))
-    scope = Scope(bot, request, message, history, context, opener, timing)
+    # Remembered vars first: what this conversation carries is newer.
+    context["vars"] = recall(limiter, bot, request.user_id) | context["vars"]
+    scope = Scope(bot, request, message, history, context, opener, timing, limiter=limiter)
     try:
         refusal = check_input(bot.input, context) if bot.input is not None else None
         route = None if refusal else _pick_route(bot, context)

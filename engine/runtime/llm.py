@@ -10,6 +10,7 @@ from ..protocol.events import Error, Event, KeepAlive, Replace, Text
 from ..providers.base import Chunk
 from ..providers.relay import ModelFailure
 from .prompting import build_messages
+from .quota import over_limit
 from .scope import Scope
 from .suggestions import generated, render_static, suggest_events
 
@@ -19,6 +20,9 @@ log = logging.getLogger("engine.runtime")
 def run_llm(scope: Scope, route: CompiledLLM) -> Iterator[Event]:
     system, messages = build_messages(route, scope.history, scope.message, scope.context)
     static = render_static(scope, route.suggest)
+    if over := over_limit(scope.limiter, scope.bot, scope.request.user_id, "model_calls"):
+        yield over
+        return
     answer = ""
     try:
         for item in scope.stream(route.chain, scope.model_call(system, messages)):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..compiled import Chain, CompiledBot, CompiledModel
+from ..limits import Limiter
 from ..protocol.requests import Message, QueryRequest
 from ..providers.base import ChatMessage, Chunk, ModelCall
 from ..providers.relay import Opener, RelayTiming, Tick, stream_chain
@@ -24,6 +25,7 @@ class Scope:
     context: dict[str, Any]
     opener: Opener
     timing: RelayTiming
+    limiter: Limiter | None = None  # counts `limits`, keeps remembered vars
 
     def model_call(self, system: str | None, messages: tuple[ChatMessage, ...]) -> ModelCall:
         """A call carrying this request's identity, for providers that forward it (Poe)."""

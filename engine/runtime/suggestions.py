@@ -10,6 +10,7 @@ from ..compiled import GenerateSuggestions, Suggestions
 from ..protocol.events import Event, KeepAlive, Suggest
 from ..providers.base import ChatMessage, Chunk
 from ..providers.relay import ModelFailure
+from .quota import over_limit
 from .scope import Scope
 
 log = logging.getLogger("engine.runtime")
@@ -45,6 +46,8 @@ def generated(
     """Model-generated suggestions; a failure is logged and the answer stands as sent."""
     if not isinstance(plan, GenerateSuggestions):
         return
+    if over_limit(scope.limiter, scope.bot, scope.request.user_id, "model_calls"):
+        return  # over the model-call limit: the answer stands without them
     conversation = (
         *messages,
         ChatMessage("assistant", answer),

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from ._base import EnvRef, StrictModel, Template
 from .input import InputRules
+from .limits import RateLimits, Remember
 from .models import ModelChain
 from .poe_settings import PoeSettings
 from .routes import Route
@@ -46,6 +47,14 @@ class Bot(StrictModel):
     input: InputRules | None = Field(None, description="Checks on every user message.")
     routes: list[Route] = Field(
         min_length=1, description="Tried in order; the first whose `if` holds answers."
+    )
+    limits: RateLimits | None = Field(
+        None,
+        description="Rate limits and quotas, per user and for the whole bot "
+        "(`messages: [20/minute, 500/day]`).",
+    )
+    remember: Remember | None = Field(
+        None, description="Vars kept for each user across conversations."
     )
     settings: PoeSettings = Field(
         default_factory=PoeSettings, description="Poe settings sent to Poe."

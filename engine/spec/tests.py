@@ -106,6 +106,11 @@ class Turn(StrictModel):
         examples=["2026-03-04T18:30:00Z"],
     )
     expect: Expect = Field(default_factory=Expect, description="Checks on the answer.")
+    new_conversation: bool = Field(
+        False,
+        description="Start a new conversation with this turn (no history, another "
+        "conversation id; the same user, so remembered vars and limits carry over).",
+    )
 
 
 class TestCase(StrictModel):

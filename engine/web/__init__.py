@@ -12,10 +12,12 @@ from flask import Flask
 
 from ..compiled import CompiledBot
 from ..errors import EngineError, SpecErrors
+from ..limits import Limiter
 from ..loader import MIN_ACCESS_KEY_LENGTH, load_paths
 from ..protocol.settings import settings_response
 from ..providers import preload
 from ..settings import Settings
+from ..store import Store
 from . import health, poe
 
 __all__ = ["EngineState", "StartupError", "create_app"]
@@ -34,6 +36,7 @@ class EngineState:
     bots: Mapping[str, CompiledBot]
     settings_bodies: Mapping[str, bytes]
     settings: Settings
+    limiter: Limiter | None = None  # None when no bot has `limits` or `remember`
 
 
 def create_app(
@@ -57,11 +60,28 @@ def create_app(
             name: json.dumps(settings_response(bot)).encode() for name, bot in report.bots.items()
         },
         settings=settings,
+        limiter=_limiter(report.bots, settings),
     )
     app.extensions["engine"] = state
     app.register_blueprint(health.blueprint)
     app.wsgi_app = poe.PoeEndpoint(app.wsgi_app, state)  # type: ignore[method-assign]
     return app
+
+
+def _limiter(bots: Mapping[str, CompiledBot], settings: Settings) -> Limiter | None:
+    """One Limiter for every bot and worker, its store made here, in the master, before
+    the workers fork (StoreDown, an EngineError, stops the start)."""
+    users = sorted(name for name, bot in bots.items() if bot.limits or bot.remember)
+    if not users:
+        return None
+    url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    try:
+        store = Store.from_url(url, state_dir=settings.state_dir)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    store.prepare()
+    log.info("limits and remembered vars of %s: in %s", _listed(users, ", "), store.description)
+    return Limiter(store)
 
 
 def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:

@@ -108,7 +108,9 @@ class PoeEndpoint:
         return error(501, f"unsupported request type {kind!r}")
 
     def _query(self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment) -> Reply:
-        events = guarded(run(bot, parse_query(data), timing=self._timing), bot.name)
+        limiter = self._state.limiter
+        events = run(bot, parse_query(data), timing=self._timing, limiter=limiter)
+        events = guarded(events, bot.name)
         # Both modes stop the bot (and its model call) as soon as the client leaves.
         events = until_gone(events, environ, bot.name)
         if _wants_json(environ):

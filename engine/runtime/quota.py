@@ -1,0 +1,79 @@
+"""A bot's `limits:` and `remember:` at run time, over the server's one Limiter.
+
+Keys name the bot, what is counted and whose: `(bot, "messages", "user", id)` for a user's
+messages, `(bot, "model calls", "everyone")` for the whole bot's model calls. Each user's
+limits are hit before the whole bot's, narrowest first, and the first refusal stops the
+rest, so a refused message does not use up the bot's ceiling. Without a limiter (a caller
+that counts nothing, such as bench/) every hit is allowed and nothing is remembered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ..compiled import Allowance, CompiledBot
+from ..limits import Limiter, Verdict, retry_message
+from ..protocol.events import Error
+
+log = logging.getLogger("engine.runtime")
+
+Kind = Literal["messages", "model_calls", "calls"]
+# What each kind is called in its keys, and in the words the user reads.
+_KEY = {"messages": "messages", "model_calls": "model calls", "calls": "calls"}
+_NOUN = {"messages": "message", "model_calls": "model call", "calls": "outside call"}
+
+
+def over_limit(limiter: Limiter | None, bot: CompiledBot, user_id: str, kind: Kind) -> Error | None:
+    """Count one use of `kind`; the Poe error to answer with when a limit refuses it."""
+    if limiter is None or bot.limits is None:
+        return None
+    allowance: Allowance = getattr(bot.limits, kind)
+    if not (allowance.per_user or allowance.whole_bot):
+        return None
+    fail_closed = bot.limits.fail_closed
+    key = _KEY[kind]
+    mine = [(item, (bot.name, key, "user", user_id)) for item in allowance.per_user]
+    verdict = limiter.hit_all(mine, fail_closed=fail_closed)
+    whole_bot = False
+    if verdict.allowed and not verdict.store_down and allowance.whole_bot:
+        everyone = [(item, (bot.name, key, "everyone")) for item in allowance.whole_bot]
+        verdict, whole_bot = limiter.hit_all(everyone, fail_closed=fail_closed), True
+    if verdict.allowed:
+        return None
+    return _refused(bot, kind, verdict, whole_bot)
+
+
+def _refused(bot: CompiledBot, kind: Kind, verdict: Verdict, whole_bot: bool) -> Error:
+    text = retry_message(verdict, noun=_NOUN[kind], whole_bot=whole_bot)
+    if verdict.store_down:
+        log.warning("bot %s: refused a %s: limits fail closed", bot.name, _NOUN[kind])
+    else:
+        whose = "the whole bot's" if whole_bot else "a user's"
+        log.info("bot %s: refused a %s: %s limit %s", bot.name, _NOUN[kind], whose, verdict.limit)
+    return Error(text, allow_retry=True)
+
+
+def recall(limiter: Limiter | None, bot: CompiledBot, user_id: str) -> dict[str, Any]:
+    """The user's remembered vars for this bot ({} when it remembers none, or the store is
+    down); a var the bot no longer lists in `remember` is left out."""
+    if limiter is None or bot.remember is None:
+        return {}
+    found = limiter.store.recall(bot.name, user_id)
+    return {name: value for name, value in found.items() if name in bot.remember.names}
+
+
+def remember_changed(
+    limiter: Limiter | None,
+    bot: CompiledBot,
+    user_id: str,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+) -> None:
+    """Keep each remembered var that this message set or changed (the expiry starts again)."""
+    if limiter is None or bot.remember is None:
+        return
+    for name in sorted(bot.remember.names):
+        if name in after and (name not in before or after[name] != before[name]):
+            limiter.store.remember(bot.name, user_id, name, after[name], bot.remember.ttl_seconds)
