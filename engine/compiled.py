@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from limits import RateLimitItem
 
@@ -12,6 +12,9 @@ from .patterns import Pattern
 from .spec import Bot, ErrorType
 from .spec.models import AnthropicModel, OpenAIModel, PoeModel, ScriptedModel
 from .templates import Renderable
+
+if TYPE_CHECKING:  # engine.outbound imports httpx, which imports click: only where calls are
+    from .outbound import HostPolicy, Origin
 
 ModelSpec = OpenAIModel | AnthropicModel | PoeModel | ScriptedModel
 # A sampling parameter: a number from the file, or a template rendered per request.
@@ -102,7 +105,16 @@ class CompiledLLM:
     suggest: Suggestions
 
 
-CompiledRoute = CompiledReply | CompiledError | CompiledLLM
+@dataclass(frozen=True)
+class CompiledFlowRoute:
+    """`flow:` route: starts a flow."""
+
+    loc: str
+    condition: Condition | None
+    flow: str
+
+
+CompiledRoute = CompiledReply | CompiledError | CompiledLLM | CompiledFlowRoute
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,117 @@ class CompiledMemory:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """Where a flow goes after a failure: a message, then a step, a flow, or (neither) the end."""
+
+    reply: Renderable | None
+    goto: int | None = None
+    flow: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """What an `ask` accepts: a type, a pattern or choices (exactly one is set)."""
+
+    type: str = "text"
+    pattern: Pattern | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AskStep:
+    loc: str
+    question: Renderable
+    save: str
+    check: AnswerCheck
+    retry: Renderable | None
+    tries: int
+    on_fail: Branch
+
+
+@dataclass(frozen=True)
+class ReplyStep:
+    loc: str
+    text: Renderable
+
+
+@dataclass(frozen=True)
+class LLMStep:
+    loc: str
+    llm: CompiledLLM
+
+
+# A JSON body with its strings compiled as templates.
+Body = Renderable | dict[str, "Body"] | list["Body"] | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class CallStep:
+    loc: str
+    method: str
+    url: Renderable  # values filled in are percent-encoded
+    origin: Origin  # what the URL must call once rendered
+    query: tuple[tuple[str, Renderable], ...]
+    headers: dict[str, str]  # `${ENV}` resolved at load: may hold secrets, never logged
+    body: Body
+    timeout: float
+    retries: int
+    max_bytes: int
+    status: Renderable | None
+    extract: tuple[tuple[str, Condition], ...]
+    on_error: Branch
+
+
+@dataclass(frozen=True)
+class SetStep:
+    loc: str
+    values: tuple[tuple[str, Renderable | Condition], ...]
+
+
+@dataclass(frozen=True)
+class JumpStep:
+    """`goto` (with or without `if`) and `switch`: the first case that holds is taken."""
+
+    loc: str
+    cases: tuple[tuple[Condition | None, int], ...]
+
+
+@dataclass(frozen=True)
+class StartFlowStep:
+    loc: str
+    flow: str
+
+
+@dataclass(frozen=True)
+class EndStep:
+    loc: str
+    text: Renderable | None
+
+
+CompiledStep = (
+    AskStep | ReplyStep | LLMStep | CallStep | SetStep | JumpStep | StartFlowStep | EndStep
+)
+
+
+@dataclass(frozen=True)
+class CompiledFlow:
+    """A flow's steps, jumps resolved to indexes; `digest` changes with its definition."""
+
+    name: str
+    steps: tuple[CompiledStep, ...]
+    digest: str
+
+
+@dataclass(frozen=True)
+class CompiledEscape:
+    """Checked before a running flow resumes: when it holds, the flow stops."""
+
+    condition: Condition
+    reply: Renderable | None
+    flow: str | None
+
+
+@dataclass(frozen=True)
 class CompiledBot:
     """Everything the runtime needs to answer for one bot; built once per load."""
 
@@ -175,10 +298,17 @@ class CompiledBot:
     dependencies: dict[str, int] = field(default_factory=dict)
     limits: CompiledLimits | None = None
     remember: CompiledMemory | None = None
+    flows: dict[str, CompiledFlow] = field(default_factory=dict)
+    escapes: tuple[CompiledEscape, ...] = ()
+    hosts: HostPolicy | None = None  # from `allow_hosts`; None: the bot makes no calls
+    state_key: bytes = b""  # signs flow state (engine/state.py)
 
     def models(self) -> list[CompiledModel]:
-        """Every model any route can call, suggestion models included."""
-        return [model for route in self.routes for model in route_models(route)]
+        """Every model any route or flow step can call, suggestion models included."""
+        found = [model for route in self.routes for model in route_models(route)]
+        for flow in self.flows.values():
+            found += [m for step in flow.steps if isinstance(step, LLMStep) for m in step.llm.chain]
+        return found
 
 
 def route_models(route: CompiledRoute) -> list[CompiledModel]:

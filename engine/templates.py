@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import jinja2
@@ -87,19 +87,22 @@ class TemplateCompiler:
         self,
         prompts: Mapping[str, str],
         context_names: Iterable[str],
+        finalize: Callable[[Any], Any] | None = None,
     ) -> None:
         self._prompts = dict(prompts)
+        self._finalize = finalize  # every `{{ }}` value passes through it (URLs quote them)
         self._env = ImmutableSandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
             loader=jinja2.DictLoader(self._prompts),
             autoescape=False,
             keep_trailing_newline=False,
+            finalize=finalize,
         )
         self._prompt_names = sorted(prompts)
         self._context_names = sorted(context_names)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return TemplateCompiler, (self._prompts, self._context_names)
+        return TemplateCompiler, (self._prompts, self._context_names, self._finalize)
 
     def compile(self, source: str, loc: str = "template") -> Renderable:
         """Check a template at load; raises TemplateError with the offset of the problem.

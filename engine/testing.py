@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from .compiled import CompiledBot, CompiledModel
 from .limits import Limiter
+from .outbound import OutboundRequest
 from .patterns import compile_pattern
 from .protocol.events import Error, Event
 from .protocol.guard import guarded
@@ -18,7 +21,10 @@ from .providers.base import ChunkStream, ModelCall, ProviderError
 from .providers.relay import RelayTiming
 from .providers.scripted import ScriptedStream
 from .runtime import run
+from .runtime.scope import FlowTrace
+from .scripted_calls import ScriptedCalls
 from .spec import Expect, TestCase, Turn
+from .spec.tests import HttpReply
 from .store import Store
 
 # No waiting in tests: retries happen at once, keep-alives never.
@@ -66,7 +72,8 @@ class Answer(Transcript):
 
     events: list[Event] = field(default_factory=list)
     prompt: list[dict[str, str]] = field(default_factory=list)
-    model_problems: list[str] = field(default_factory=list)
+    model_problems: list[str] = field(default_factory=list)  # and unscripted calls
+    trace: FlowTrace = field(default_factory=FlowTrace)
 
     @property
     def shown(self) -> str:
@@ -95,15 +102,26 @@ def answer(
     now: datetime | None = None,
     model_reply: str | list[str] | None = None,
     limiter: Limiter | None = None,
+    http_reply: HttpReply | list[HttpReply] | None = None,
 ) -> Answer:
     """Send the conversation to the bot, as Poe would, and collect the answer."""
     models = ScriptedModels(model_reply)
+    calls = ScriptedCalls(http_reply)
     result = Answer()
-    events = run(bot, request, now, opener=models, timing=TEST_TIMING, limiter=limiter)
+    events = run(
+        bot,
+        request,
+        now,
+        opener=models,
+        timing=TEST_TIMING,
+        limiter=limiter,
+        fetcher=calls,
+        trace=result.trace,
+    )
     for event in guarded(events, bot.name):
         result.events.append(event)
         result.add(event)
-    result.prompt, result.model_problems = models.prompt(), models.problems
+    result.prompt, result.model_problems = models.prompt(), models.problems + calls.problems
     return result
 
 
@@ -129,7 +147,7 @@ def run_case(bot: CompiledBot, case: TestCase, index: int) -> CaseResult:
             conversation_id=conversation_id,
             language_code=turn.language or case.language,
         )
-        result = answer(bot, request, turn.now, turn.model_reply, limiter)
+        result = answer(bot, request, turn.now, turn.model_reply, limiter, turn.http_reply)
         prefix = f"turn {number}: " if len(turns) > 1 else ""
         failures += [prefix + failure for failure in check(turn.expect, result)]
         history.append(Message(role="bot", content=result.text, metadata=result.metadata))
@@ -171,10 +189,33 @@ def check(expect: Expect, result: Answer) -> list[str]:
         failures.append(f"expected suggested replies {expect.suggested}; got {result.suggestions}")
     failures += _check_error(expect, result.error)
     failures += _check_prompt(expect, result.prompt)
+    failures += _check_flow(expect, result.trace)
     # A real model without a scripted reply fails like a missing key, so a fallback chain
     # moves on; it only matters when nothing answered.
     problems = result.model_problems if result.error is not None else []
     return problems + failures
+
+
+def _check_flow(expect: Expect, trace: FlowTrace) -> list[str]:
+    failures = []
+    held = trace.vars or {}
+    for name, wanted in (expect.vars or {}).items():
+        if name not in held:
+            failures.append(f"expected vars.{name} == {wanted!r}; it is not set (vars: {held})")
+        elif held[name] != wanted:
+            failures.append(f"expected vars.{name} == {wanted!r}; got {held[name]!r}")
+    if expect.flow is not None and (trace.running or False) != expect.flow:
+        failures.append(f"expected the flow running to be {expect.flow!r}; got {trace.running!r}")
+    if expect.calls is not None:
+        made = [f"{call.method} {_full_url(call)}" for call in trace.calls]
+        if made != expect.calls:
+            failures.append(f"expected the calls {expect.calls}; the bot made {made}")
+    return failures
+
+
+def _full_url(call: OutboundRequest) -> str:
+    url = httpx.URL(call.url)
+    return str(url.copy_merge_params(dict(call.query)) if call.query else url)
 
 
 def _check_prompt(expect: Expect, prompt: list[dict[str, str]]) -> list[str]:

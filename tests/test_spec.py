@@ -506,15 +506,18 @@ def test_control_rules(data: dict[str, Any], kind: str) -> None:
         ),
         (
             {"turns": [{"say": "b"}], "expect": {"contains": "x"}},
-            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments`, `model_reply` and `http_reply` "
+            "in each turn",
         ),
         (
             {"turns": [{"say": "b"}], "params": {"a": 1}},
-            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments`, `model_reply` and `http_reply` "
+            "in each turn",
         ),
         (
             {"turns": [{"say": "b"}], "attachments": [{"content_type": "image/png"}]},
-            "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn",
+            "with `turns`, put `expect`, `params`, `attachments`, `model_reply` and `http_reply` "
+            "in each turn",
         ),
     ],
 )

@@ -27,12 +27,24 @@ class SourceChecker:
     ) -> None:
         self.problems: list[SpecError] = []
         self._document, self._file = document, file
+        self._prompts = prompts
         self._templates = TemplateCompiler(prompts, CONTEXT_NAMES)
+        self._urls: TemplateCompiler | None = None
 
     def template(self, source: str, loc: Loc) -> Renderable:
         """The compiled template; a stand-in, never rendered, when it has an error: any
         error stops the load."""
         compiled = self._guard(lambda: self._templates.compile(source, loc_text(loc)), source, loc)
+        return PlainText(source) if compiled is None else compiled
+
+    def url_template(self, source: str, loc: Loc) -> Renderable:
+        """A template whose `{{ }}` values are percent-encoded (a call's URL)."""
+        if self._urls is None:
+            from ..outbound import quote_value  # httpx (and click) only for bots that call
+
+            self._urls = TemplateCompiler(self._prompts, CONTEXT_NAMES, finalize=quote_value)
+        urls = self._urls
+        compiled = self._guard(lambda: urls.compile(source, loc_text(loc)), source, loc)
         return PlainText(source) if compiled is None else compiled
 
     def condition(self, source: str | None, loc: Loc) -> Condition | None:

@@ -9,6 +9,7 @@ from ..compiled import (
     Chain,
     CompiledBot,
     CompiledError,
+    CompiledFlowRoute,
     CompiledInput,
     CompiledLLM,
     CompiledReply,
@@ -25,10 +26,13 @@ from ..patterns import compile_any, compile_pattern
 from ..spec import AttachmentRules, Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.input import RuleSpec, TypesRule, rule_value
 from ..spec.poe_settings import ParameterControls
+from ..spec.routes import FlowRoute, LLMRoute, PoeSuggestions, Suggest
 from ..spec.routes import GenerateSuggestions as SpecGenerate
-from ..spec.routes import LLMRoute, PoeSuggestions, Suggest
+from ..state import state_key
 from ..templates import Renderable
 from .checker import SourceChecker
+from .flow_graph import check_flows
+from .flows import FlowCompiler
 from .keys import AccessKey
 from .limits import compile_limits, compile_memory
 from .locate import loc_text, position
@@ -53,6 +57,13 @@ def compile_bot(
     models = ModelCompiler(checker, environ, key.value is not None)
     compiler = Compiler(checker, models, prompts, models.chain(spec.model, ("model",)))
     routes = tuple(compiler.route(route, index) for index, route in enumerate(spec.routes))
+    flow_compiler = FlowCompiler(checker, spec, environ, compiler.llm)
+    flows, escapes = flow_compiler.flows(), flow_compiler.escapes()
+    for index, route in enumerate(spec.routes):
+        if isinstance(route, FlowRoute):
+            flow_compiler.flow_ref(route.flow, ("routes", index, "flow"))
+    check_flows(checker, flows, flow_compiler.reads)
+    secret = environ.get(STATE_SECRET_VAR, "").strip() or None
     bot = CompiledBot(
         name=name,
         file=file,
@@ -66,8 +77,15 @@ def compile_bot(
         dependencies=dependencies(routes),
         limits=compile_limits(spec.limits, checker) if spec.limits else None,
         remember=compile_memory(spec.remember) if spec.remember else None,
+        flows=flows,
+        escapes=escapes,
+        hosts=flow_compiler.policy,
+        state_key=state_key(name, secret, key.value),
     )
-    return bot, checker.problems + reachability(document, file, [r.when for r in spec.routes])
+    problems = reachability(document, file, [r.when for r in spec.routes])
+    if flows and secret is None:
+        problems.append(_state_key_warning(document, file, key.value is not None))
+    return bot, checker.problems + problems
 
 
 class Compiler:
@@ -89,7 +107,9 @@ class Compiler:
     def templates_at(self, sources: list[str], loc: Loc) -> tuple[Renderable, ...]:
         return tuple(self.template(source, (*loc, index)) for index, source in enumerate(sources))
 
-    def route(self, route: ReplyRoute | LLMRoute | ErrorRoute, index: int) -> CompiledRoute:
+    def route(
+        self, route: ReplyRoute | LLMRoute | ErrorRoute | FlowRoute, index: int
+    ) -> CompiledRoute:
         loc: Loc = ("routes", index)
         condition = self.condition(route.when, (*loc, "if"))
         match route:
@@ -103,11 +123,13 @@ class Compiler:
                 suggest = self._suggest(route.suggest, (*loc, "suggest"), self._bot_chain)
                 return CompiledReply(loc_text(loc), condition, reply, suggest)
             case LLMRoute():
-                return self._llm(route, loc, condition)
+                return self.llm(route, loc, condition)
+            case FlowRoute():
+                return CompiledFlowRoute(loc_text(loc), condition, route.flow)
             case _:
                 assert_never(route)
 
-    def _llm(self, route: LLMRoute, loc: Loc, condition: Condition | None) -> CompiledLLM:
+    def llm(self, route: LLMRoute, loc: Loc, condition: Condition | None) -> CompiledLLM:
         action, at = route.llm, (*loc, "llm")
         chain = self._models.chain(action.model, (*at, "model")) or self._bot_chain
         if not chain:
@@ -215,6 +237,23 @@ def reachability(
             SpecError(message, file, mark.line, mark.column, "routes", hint, severity="warning")
         ]
     return []
+
+
+STATE_SECRET_VAR = "ENGINE_STATE_SECRET"
+
+
+def _state_key_warning(document: MarkedDocument, file: str, has_key: bool) -> SpecError:
+    """Flows sign their state; say which key does it when ENGINE_STATE_SECRET is unset."""
+    mark = position(document, ("flows",), key=True)
+    if has_key:
+        message = "ENGINE_STATE_SECRET is not set: flow state is signed with a key derived "
+        message += "from the bot's access key"
+        hint = "set ENGINE_STATE_SECRET (the same on every server) to sign it independently"
+    else:
+        message = "ENGINE_STATE_SECRET is not set and the bot has no access key: flow state "
+        message += "is signed with a key of this process only"
+        hint = "a restart, or another server, starts running flows afresh; set it"
+    return SpecError(message, file, mark.line, mark.column, "flows", hint, severity="warning")
 
 
 def _param_defaults(controls: ParameterControls | None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from jmespath.exceptions import JMESPathError
 
 from ..compiled import (
     CompiledBot,
+    CompiledEscape,
+    CompiledFlowRoute,
     CompiledLLM,
     CompiledRoute,
     GenerateSuggestions,
@@ -22,11 +24,13 @@ from ..protocol.events import Error, Event, Meta
 from ..protocol.requests import QueryRequest
 from ..providers import open_stream
 from ..providers.relay import Opener, RelayTiming
+from ..state import FlowState
 from .actions import run_route
 from .context import build_context, split_conversation
+from .flows import FlowRunner, pick_escape, read_state
 from .input import check_input
 from .quota import over_limit, recall
-from .scope import Scope
+from .scope import Fetcher, FlowTrace, Scope, fetch
 
 __all__ = ["NO_MESSAGE", "NO_ROUTE", "run"]
 
@@ -46,12 +50,15 @@ def run(
     opener: Opener = open_stream,
     timing: RelayTiming = DEFAULT_TIMING,
     limiter: Limiter | None = None,
+    fetcher: Fetcher = fetch,
+    trace: FlowTrace | None = None,
 ) -> Iterator[Event]:
     """Every answer starts with `meta`; failures the creator must fix end in one `error`.
 
     `opener` starts model calls (tests and `engine test` pass a scripted one); `timing`
     sets keep-alive and retry pacing; `limiter` counts the bot's `limits` and keeps its
-    remembered vars (None: nothing counted or remembered).
+    remembered vars (None: nothing counted or remembered); `fetcher` makes `call` steps'
+    requests; `trace` (tests) records what flows did.
     """
     conversation = split_conversation(request)
     if conversation is None:
@@ -66,13 +73,32 @@ def run(
     context = build_context(bot, request, history, message, now or datetime.now(UTC))
     # Remembered vars first: what this conversation carries is newer.
     context["vars"] = recall(limiter, bot, request.user_id) | context["vars"]
-    scope = Scope(bot, request, message, history, context, opener, timing, limiter=limiter)
+    scope = Scope(
+        bot,
+        request,
+        message,
+        history,
+        context,
+        opener,
+        timing,
+        limiter=limiter,
+        fetcher=fetcher,
+        trace=FlowTrace() if trace is None else trace,
+    )
+    state = read_state(bot, history)
     try:
         refusal = check_input(bot.input, context) if bot.input is not None else None
-        route = None if refusal else _pick_route(bot, context)
+        if state is not None:
+            context["vars"].update(state.vars)
+        escape = pick_escape(bot, context) if state and not refusal else None
+        route = None if refusal or state else _pick_route(bot, context)
     except RunError as exc:
         yield Meta()
         yield _logged(bot, exc)
+        return
+    if state is not None:  # a flow is running: the message answers it
+        yield Meta(flush=True)
+        yield from _resumed(scope, state, refusal, escape)
         return
     # Route first, then `meta`: only the route knows whether Poe should suggest replies.
     # A route that asks a model sends `meta` at once (flush); others answer in one write.
@@ -87,9 +113,30 @@ def run(
         yield _logged(bot, exc)
 
 
+def _resumed(
+    scope: Scope, state: FlowState, refusal: Error | None, escape: CompiledEscape | None
+) -> Iterator[Event]:
+    """The running flow answers: kept as it was when input rules refuse the message,
+    stopped by an escape, or resumed with the message as the answer to its question."""
+    runner = FlowRunner(scope)
+    try:
+        if refusal is not None:
+            yield from runner.keep(state)
+            yield refusal
+        elif escape is not None:
+            reply = escape.reply.render(scope.context) if escape.reply else None
+            yield from runner.escape(reply, escape.flow)
+        else:
+            yield from runner.resume(state)
+    except RunError as exc:
+        yield _logged(scope.bot, exc)
+
+
 def _waits(route: CompiledRoute | None) -> bool:
-    """Whether answering this route waits for a model."""
-    return isinstance(route, CompiledLLM) or isinstance(suggestions_of(route), GenerateSuggestions)
+    """Whether answering this route waits for a model (or may: a flow)."""
+    if isinstance(route, CompiledLLM | CompiledFlowRoute):
+        return True
+    return isinstance(suggestions_of(route), GenerateSuggestions)
 
 
 def _logged(bot: CompiledBot, exc: RunError) -> Error:

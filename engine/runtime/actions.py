@@ -7,6 +7,7 @@ from typing import assert_never
 
 from ..compiled import (
     CompiledError,
+    CompiledFlowRoute,
     CompiledLLM,
     CompiledReply,
     CompiledRoute,
@@ -14,6 +15,7 @@ from ..compiled import (
 )
 from ..protocol.events import Error, Event, Text
 from ..providers.base import ChatMessage
+from .flows import FlowRunner
 from .llm import run_llm
 from .scope import Scope
 from .suggestions import generated, render_static, suggest_events
@@ -41,5 +43,7 @@ def run_route(scope: Scope, route: CompiledRoute) -> Iterator[Event]:
             return run_llm(scope, route)
         case CompiledError():
             return run_error(scope, route)
+        case CompiledFlowRoute():
+            return FlowRunner(scope).start(route.flow)
         case _:
             assert_never(route)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ..compiled import Chain, CompiledBot, CompiledModel
 from ..limits import Limiter
@@ -12,6 +12,30 @@ from ..protocol.requests import Message, QueryRequest
 from ..providers.base import ChatMessage, Chunk, ModelCall
 from ..providers.relay import Opener, RelayTiming, Tick, stream_chain
 from .sampling import sampling_for
+
+if TYPE_CHECKING:
+    from ..outbound import HostPolicy, OutboundRequest, OutboundResponse
+
+# Makes a `call` step's request: engine.outbound.fetch, or a scripted one in tests.
+Fetcher = Callable[["OutboundRequest", "HostPolicy"], "OutboundResponse"]
+
+
+def fetch(request: OutboundRequest, policy: HostPolicy) -> OutboundResponse:
+    """engine.outbound.fetch, imported at the first call: it brings httpx, which imports
+    click, and the core stays free of both for bots that make no calls."""
+    from ..outbound import fetch as outbound_fetch
+
+    return outbound_fetch(request, policy)
+
+
+@dataclass
+class FlowTrace:
+    """What flows did in one turn, for tests: vars at the end, the flow left running
+    (None when it ended) and every call's request."""
+
+    vars: dict[str, Any] | None = None
+    running: str | None = None
+    calls: list[OutboundRequest] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -25,6 +49,8 @@ class Scope:
     context: dict[str, Any]
     opener: Opener
     timing: RelayTiming
+    fetcher: Fetcher = fetch
+    trace: FlowTrace = field(default_factory=FlowTrace)
     limiter: Limiter | None = None  # counts `limits`, keeps remembered vars
 
     def model_call(self, system: str | None, messages: tuple[ChatMessage, ...]) -> ModelCall:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import EnvRef, StrictModel, Template
+from .flows import Escape, Flow, FlowName
 from .input import InputRules
 from .limits import RateLimits, Remember
 from .models import ModelChain
@@ -55,6 +56,25 @@ class Bot(StrictModel):
     )
     remember: Remember | None = Field(
         None, description="Vars kept for each user across conversations."
+    )
+    flows: dict[FlowName, Flow] = Field(
+        default_factory=dict,
+        description="Named flows: steps that hold a conversation over several turns, "
+        "started by a route's `flow:`.",
+        examples=[{"refund": [{"ask": "Your order number?", "save": "order_id"}]}],
+    )
+    escapes: list[Escape] = Field(
+        default_factory=list,
+        description="Checked, in order, before a running flow is resumed: the first that "
+        "holds stops the flow.",
+        examples=[[{"if": "lower(trim(message)) == 'cancel'", "reply": "Cancelled."}]],
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="The only hosts `call` steps may reach: names, `*.example.com` "
+        "wildcards or IP addresses. Private, loopback and link-local addresses are refused "
+        "unless listed here as addresses (or `localhost`).",
+        examples=[["api.acme.example", "*.shop.example"]],
     )
     settings: PoeSettings = Field(
         default_factory=PoeSettings, description="Poe settings sent to Poe."

@@ -10,7 +10,7 @@ from ._base import Expr, StrictModel, Template
 from .input import ErrorType
 from .models import ModelChain
 
-ACTION_KEYS = ("reply", "llm", "error")
+ACTION_KEYS = ("reply", "llm", "error", "flow")
 
 
 class ErrorAction(StrictModel):
@@ -99,6 +99,17 @@ class ErrorRoute(_Route):
     error: ErrorAction = Field(description="The error to send.")
 
 
+class FlowRoute(_Route):
+    """Start a flow: its steps answer this message and the next ones."""
+
+    kind: ClassVar[str] = "flow"
+    flow: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+        description="The name of a flow in `flows`.",
+        examples=["refund"],
+    )
+
+
 def _action_of(value: Any) -> str | None:
     if isinstance(value, dict):
         present = [key for key in ACTION_KEYS if key in value]
@@ -109,7 +120,8 @@ def _action_of(value: Any) -> str | None:
 Route = Annotated[
     Annotated[ReplyRoute, Tag("reply")]
     | Annotated[LLMRoute, Tag("llm")]
-    | Annotated[ErrorRoute, Tag("error")],
+    | Annotated[ErrorRoute, Tag("error")]
+    | Annotated[FlowRoute, Tag("flow")],
     Discriminator(
         _action_of,
         custom_error_type="route_action",

@@ -52,6 +52,29 @@ class PromptMessage(StrictModel):
     content: str = Field(description="The exact text.")
 
 
+class HttpReply(StrictModel):
+    """The scripted answer to one `call` step: a status and JSON, or a failure."""
+
+    status: int = Field(200, ge=100, le=599, description="The HTTP status.")
+    json_body: Any = Field(
+        None,
+        alias="json",
+        description="The JSON answer (null: an empty body).",
+        examples=[{"status": "delivered", "total": "$42.00"}],
+    )
+    error: (
+        Literal["timeout", "connect", "refused_host", "refused_address", "too_large", "bad_json"]
+        | None
+    ) = Field(
+        None,
+        description="Fail the call this way instead of answering.",
+        examples=["timeout"],
+    )
+
+
+HttpReplies = HttpReply | list[HttpReply]
+
+
 class Expect(StrictModel):
     """Checks on one answer; every given check must hold."""
 
@@ -76,6 +99,23 @@ class Expect(StrictModel):
     )
     prompt_contains: str | list[str] | None = Field(
         None, description="Text(s) found in some message sent to the model."
+    )
+    vars: dict[str, Any] | None = Field(
+        None,
+        description="Flow variables after the answer, each given one equal to this value "
+        "(others are not checked).",
+        examples=[{"order_id": "AB123456", "confirmed": "Yes"}],
+    )
+    flow: str | Literal[False] | None = Field(
+        None,
+        description="The flow left running after the answer (waiting for the next "
+        "message); `false`: none.",
+        examples=["refund", False],
+    )
+    calls: list[str] | None = Field(
+        None,
+        description="The calls made, each as `METHOD URL`, exactly and in order.",
+        examples=[["GET https://api.acme.example/orders/AB123456"]],
     )
 
 
@@ -105,12 +145,18 @@ class Turn(StrictModel):
         description="When this turn is sent (`now`); default: the test's `now`.",
         examples=["2026-03-04T18:30:00Z"],
     )
-    expect: Expect = Field(default_factory=Expect, description="Checks on the answer.")
     new_conversation: bool = Field(
         False,
         description="Start a new conversation with this turn (no history, another "
         "conversation id; the same user, so remembered vars and limits carry over).",
     )
+    http_reply: HttpReplies | None = Field(
+        None,
+        description="How outside APIs answer this turn's `call` steps (a list: one per "
+        "call, in order). Tests never call real APIs.",
+        examples=[{"status": 200, "json": {"status": "delivered"}}, {"error": "timeout"}],
+    )
+    expect: Expect = Field(default_factory=Expect, description="Checks on the answer.")
 
 
 class TestCase(StrictModel):
@@ -125,6 +171,7 @@ class TestCase(StrictModel):
         default_factory=list, description="Single-turn attachments."
     )
     model_reply: str | list[str] | None = Field(None, description="Single-turn model reply.")
+    http_reply: HttpReplies | None = Field(None, description="Single-turn API answers.")
     expect: Expect | None = Field(None, description="Single-turn checks.")
     turns: list[Turn] | None = Field(None, min_length=1, description="Several turns, in order.")
     language: LanguageTag = Field(
@@ -158,9 +205,11 @@ class TestCase(StrictModel):
         if self.say is not None and self.turns is not None:
             raise ValueError("a test needs either `say` (one turn) or `turns` (several), not both")
         single = self.expect or self.params or self.attachments or self.model_reply is not None
+        single = single or self.http_reply is not None
         if self.turns is not None and single:
             raise ValueError(
-                "with `turns`, put `expect`, `params`, `attachments` and `model_reply` in each turn"
+                "with `turns`, put `expect`, `params`, `attachments`, `model_reply` and "
+                "`http_reply` in each turn"
             )
         return self
 
@@ -174,6 +223,7 @@ class TestCase(StrictModel):
                 params=self.params,
                 attachments=self.attachments,
                 model_reply=self.model_reply,
+                http_reply=self.http_reply,
                 expect=self.expect or Expect(),
             )
             return [self._with_defaults(single)]

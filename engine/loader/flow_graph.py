@@ -1,0 +1,196 @@
+"""What `validate` proves about flows: every step reachable, every flow able to end, no
+turn looping without asking, and no `vars` read before some step can have saved them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import assert_never
+
+from ..compiled import (
+    AskStep,
+    Branch,
+    CallStep,
+    CompiledFlow,
+    CompiledStep,
+    EndStep,
+    JumpStep,
+    LLMStep,
+    ReplyStep,
+    SetStep,
+    StartFlowStep,
+)
+from .checker import SourceChecker
+from .yaml_marks import Loc
+
+END = -1  # the flow ends (or hands over to another flow)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One way on from a step: the next step (or END), the vars saved on the way, and the
+    flow started there, if any."""
+
+    target: int
+    saves: frozenset[str] = frozenset()
+    flow: str | None = None
+    pauses: bool = False  # the step waits for the user's answer first
+
+
+def edges(steps: tuple[CompiledStep, ...], index: int) -> list[Edge]:
+    step = steps[index]
+    after = index + 1 if index + 1 < len(steps) else END
+    match step:
+        case AskStep():
+            saved = Edge(after, frozenset({step.save}), pauses=True)
+            return [saved, _branch_edge(step.on_fail, pauses=True)]
+        case CallStep():
+            return [Edge(after, frozenset(n for n, _ in step.extract)), _branch_edge(step.on_error)]
+        case SetStep():
+            return [Edge(after, frozenset(n for n, _ in step.values))]
+        case ReplyStep() | LLMStep():
+            return [Edge(after)]
+        case JumpStep():
+            found = [Edge(target) for _, target in step.cases]
+            if all(condition is not None for condition, _ in step.cases):
+                found.append(Edge(after))
+            return found
+        case StartFlowStep():
+            return [Edge(END, flow=step.flow)]
+        case EndStep():
+            return [Edge(END)]
+        case _:
+            assert_never(step)
+
+
+def _branch_edge(branch: Branch, *, pauses: bool = False) -> Edge:
+    if branch.goto is not None:
+        return Edge(branch.goto, pauses=pauses)
+    return Edge(END, flow=branch.flow, pauses=pauses)
+
+
+def check_flows(
+    checker: SourceChecker,
+    flows: Mapping[str, CompiledFlow],
+    reads: Mapping[tuple[str, int], list[tuple[str, Loc]]],
+) -> None:
+    """Report unreachable steps, flows that cannot end, loops without a question, and
+    vars read before any step can have saved them."""
+    for flow in flows.values():
+        reachable = _reachable(flow)
+        for index in range(len(flow.steps)):
+            if index not in reachable:
+                checker.report(
+                    ("flows", flow.name, index),
+                    f"this step is never reached: no step of flow '{flow.name}' leads here",
+                    "give it an `id` and `goto` it, or remove it",
+                )
+        _check_ends(checker, flow, reachable)
+        _check_loops(checker, flow, reachable)
+    _check_reads(checker, flows, reads)
+
+
+def _reachable(flow: CompiledFlow) -> set[int]:
+    seen, todo = {0}, [0]
+    while todo:
+        for edge in edges(flow.steps, todo.pop()):
+            if edge.target != END and edge.target not in seen:
+                seen.add(edge.target)
+                todo.append(edge.target)
+    return seen
+
+
+def _check_ends(checker: SourceChecker, flow: CompiledFlow, reachable: set[int]) -> None:
+    """Every reachable step must have a way to the end (or to another flow)."""
+    ending: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for index in reachable - ending:
+            if any(e.target == END or e.target in ending for e in edges(flow.steps, index)):
+                ending.add(index)
+                changed = True
+    stuck = sorted(reachable - ending)
+    if stuck:
+        checker.report(
+            ("flows", flow.name),
+            f"flow '{flow.name}' can never end: from steps[{stuck[0]}] every way leads back "
+            "into the same steps",
+            "add an `end:` step, or a branch that reaches the last step",
+        )
+
+
+def _check_loops(checker: SourceChecker, flow: CompiledFlow, reachable: set[int]) -> None:
+    """A cycle of steps with no question runs until the per-turn step limit: a warning,
+    since a condition may break it."""
+    steps = flow.steps
+    graph = {
+        i: [e.target for e in edges(steps, i) if e.target != END and not e.pauses]
+        for i in reachable
+    }
+    state: dict[int, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: int) -> int | None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                return nxt
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(reachable):
+        if start not in state and (loop := visit(start)) is not None:
+            checker.report(
+                ("flows", flow.name, loop),
+                "these steps can loop without asking the user anything: a turn stops "
+                "after 100 steps with an error",
+                "put an `ask:` in the loop, or make sure its condition turns false",
+                warning=True,
+            )
+            return
+
+
+def _check_reads(
+    checker: SourceChecker,
+    flows: Mapping[str, CompiledFlow],
+    reads: Mapping[tuple[str, int], list[tuple[str, Loc]]],
+) -> None:
+    """May-analysis: the vars some path can have saved before each step. A flow starts
+    with the vars of every flow that can start it (vars are shared); routes start with
+    none."""
+    entry: dict[str, set[str]] = {name: set() for name in flows}
+    before: dict[tuple[str, int], set[str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for flow in flows.values():
+            known = {0: set(entry[flow.name])}
+            todo = [0]
+            while todo:
+                index = todo.pop()
+                for edge in edges(flow.steps, index):
+                    saved = known[index] | edge.saves
+                    grows = edge.flow in entry and not saved <= entry[str(edge.flow)]
+                    if edge.flow is not None and grows:
+                        entry[edge.flow] |= saved
+                        changed = True
+                    if edge.target == END:
+                        continue
+                    if not saved <= known.setdefault(edge.target, set()):
+                        known[edge.target] |= saved
+                        todo.append(edge.target)
+            before.update({(flow.name, i): s for i, s in known.items()})
+    for (flow_name, index), found in sorted(reads.items()):
+        could = before.get((flow_name, index))
+        if could is None:
+            continue  # the step is never reached, reported already
+        for var, loc in found:
+            if var not in could:
+                checker.report(
+                    loc,
+                    f"vars.{var} is read here before any step can have saved it",
+                    "save it first (`save:`, `set:` or a call's `extract:`)",
+                )
+                break

@@ -1,0 +1,328 @@
+"""Running flows: steps in order until one asks the user something or the flow ends.
+
+A turn that stops at an `ask` ends with a `data` event holding the signed state (the
+flow, the step, `vars` and the tries so far); Poe hands it back on that bot message, and
+the next turn resumes there. A turn that ends the flow sends no `data`: the next message
+then finds no state on the last bot message and starts fresh, as a cleared chat does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterator
+from typing import Any, assert_never
+
+from jmespath.exceptions import JMESPathError
+
+from ..compiled import (
+    AskStep,
+    Body,
+    Branch,
+    CallStep,
+    CompiledBot,
+    CompiledEscape,
+    CompiledFlow,
+    EndStep,
+    JumpStep,
+    LLMStep,
+    ReplyStep,
+    SetStep,
+    StartFlowStep,
+)
+from ..errors import RunError
+from ..expressions import Condition
+from ..protocol.events import Data, Error, Event, Replace, Suggest, Text
+from ..protocol.requests import Message
+from ..state import FlowState, StateTooLarge, decode, encode
+from .answers import read_answer, retry_text
+from .llm import run_llm
+from .scope import Scope
+
+log = logging.getLogger("engine.runtime")
+
+MAX_STEPS = 100  # steps one turn may run: a loop without a question stops here
+LOOPING = "Sorry, this bot went round in circles and stopped. Its creator has been told."
+TOO_MUCH = (
+    "Sorry, this conversation holds too much to continue, so it has stopped here. "
+    "Please start again with shorter answers."
+)
+GAVE_UP = "Sorry, that didn't work out. Let's leave it there for now."
+CALL_FAILED = "Sorry, a service this bot relies on did not answer. Please try again later."
+BROKEN_CONDITION = "Sorry, this bot could not decide how to go on. Its creator has been told."
+Position = tuple[CompiledFlow, int] | None  # None: the flow has ended
+
+
+def read_state(bot: CompiledBot, history: list[Message]) -> FlowState | None:
+    """The running flow from the metadata of the last bot message only; anything that
+    cannot be resumed is logged and read as no flow (a fresh start)."""
+    last = next((m for m in reversed(history) if m.role == "bot"), None)
+    if last is None or not last.metadata or not bot.flows:
+        return None
+    state, reason = decode(last.metadata, bot.name, bot.state_key)
+    if state is not None:
+        reason = _stale(bot, state)
+    if reason is not None:
+        log.info("bot %s: flow state ignored, starting fresh: %s", bot.name, reason)
+        return None
+    return state
+
+
+def _stale(bot: CompiledBot, state: FlowState) -> str | None:
+    flow = bot.flows.get(state.flow)
+    if flow is None:
+        return f"the flow '{state.flow}' no longer exists"
+    if flow.digest != state.digest:
+        return f"the flow '{state.flow}' has changed since the state was written"
+    if state.step >= len(flow.steps) or not isinstance(flow.steps[state.step], AskStep):
+        return f"step {state.step} of flow '{state.flow}' is not a question"
+    return None
+
+
+def pick_escape(bot: CompiledBot, context: dict[str, Any]) -> CompiledEscape | None:
+    """The first escape whose condition holds, checked before a running flow resumes."""
+    for index, escape in enumerate(bot.escapes):
+        try:
+            if escape.condition.matches(context):
+                return escape
+        except JMESPathError as exc:
+            detail = f"escapes[{index}].if: {escape.condition.source!r} failed: {exc}"
+            raise RunError(BROKEN_CONDITION, detail) from exc
+    return None
+
+
+class FlowRunner:
+    """Runs one turn of flows against the scope's context, whose `vars` it fills."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.bot = scope.bot
+        self.vars: dict[str, Any] = scope.context["vars"]
+        self.shown = ""  # the answer's text so far, for a call's status line to restore
+        self.steps = 0
+        self.stopped = False  # an error event ended the answer
+        self.paused = False  # the turn ends at a question, the flow still running
+
+    def start(self, name: str) -> Iterator[Event]:
+        yield from self._run((self.bot.flows[name], 0))
+
+    def resume(self, state: FlowState) -> Iterator[Event]:
+        """The user's message answers the question the flow stopped at."""
+        flow = self.bot.flows[state.flow]
+        step = flow.steps[state.step]
+        assert isinstance(step, AskStep)  # read_state checked it
+        self.vars.update(state.vars)
+        fits, value = read_answer(step.check, self.scope.message.content)
+        if fits:
+            self.vars[step.save] = value
+            yield from self._run((flow, state.step + 1))
+            return
+        if state.tries + 1 < step.tries:
+            text = step.retry.render(self.scope.context) if step.retry else retry_text(step.check)
+            yield self._say(text)
+            yield from self._ask(flow, state.step, step, state.tries + 1)
+            return
+        position = yield from self._follow(flow, step.on_fail, GAVE_UP)
+        yield from self._run(position)
+
+    def escape(self, reply: str | None, flow: str | None) -> Iterator[Event]:
+        if reply:
+            yield self._say(reply)
+        if flow is not None:
+            yield from self.start(flow)
+        else:
+            self._trace(None)
+
+    def keep(self, state: FlowState) -> Iterator[Event]:
+        """The same state again (a refused message leaves the flow where it was)."""
+        self.vars.update(state.vars)
+        yield from self._pause(state)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _run(self, position: Position) -> Iterator[Event]:
+        while position is not None and not self.stopped:
+            flow, index = position
+            if index >= len(flow.steps):
+                break
+            self.steps += 1
+            if self.steps > MAX_STEPS:
+                detail = f"{flow.steps[index].loc}: more than {MAX_STEPS} steps in one turn"
+                raise RunError(LOOPING, detail)
+            position = yield from self._step(flow, index)
+        if not self.paused:
+            self._trace(None)
+
+    def _step(self, flow: CompiledFlow, index: int) -> Generator[Event, None, Position]:
+        step = flow.steps[index]
+        context = self.scope.context
+        after: Position = (flow, index + 1)
+        match step:
+            case AskStep():
+                yield from self._ask(flow, index, step, 0)
+                return None
+            case ReplyStep():
+                yield self._say(step.text.render(context))
+            case LLMStep():
+                yield from self._llm(step)
+            case CallStep():
+                branch = yield from self._call(step)
+                if branch is not None:
+                    return (yield from self._follow(flow, branch, CALL_FAILED))
+            case SetStep():
+                for name, value in step.values:
+                    if isinstance(value, Condition):
+                        self.vars[name] = self._search(value, f"{step.loc}.set.{name}")
+                    else:
+                        self.vars[name] = value.render(context)
+            case JumpStep():
+                for condition, target in step.cases:
+                    if condition is None or self._holds(condition, step.loc):
+                        return (flow, target)
+            case StartFlowStep():
+                return (self.bot.flows[step.flow], 0)
+            case EndStep():
+                if step.text is not None:
+                    yield self._say(step.text.render(context))
+                return None
+            case _:
+                assert_never(step)
+        return after
+
+    def _follow(
+        self, flow: CompiledFlow, branch: Branch, default: str
+    ) -> Generator[Event, None, Position]:
+        """Say the branch's reply (or `default` when it ends without one), then go on."""
+        ends = branch.goto is None and branch.flow is None
+        text = branch.reply.render(self.scope.context) if branch.reply else None
+        if text or ends:
+            yield self._say(text or default)
+        if branch.goto is not None:
+            return (flow, branch.goto)
+        if branch.flow is not None:
+            return (self.bot.flows[branch.flow], 0)
+        return None
+
+    def _ask(self, flow: CompiledFlow, index: int, step: AskStep, tries: int) -> Iterator[Event]:
+        """The question, its choices, then the state; the state is made first, so a flow
+        whose vars no longer fit stops without asking a question it could not resume."""
+        question = step.question.render(self.scope.context)
+        state = FlowState(flow.name, index, flow.digest, dict(self.vars), tries)
+        metadata = self._signed(state)
+        if metadata is None:
+            yield Error(TOO_MUCH, allow_retry=False)
+            return
+        yield self._say(question)
+        for choice in step.check.choices:
+            yield Suggest(choice)
+        yield self._paused(state, metadata)
+
+    def _pause(self, state: FlowState) -> Iterator[Event]:
+        metadata = self._signed(state)
+        if metadata is None:
+            yield Error(TOO_MUCH, allow_retry=False)
+            return
+        yield self._paused(state, metadata)
+
+    def _signed(self, state: FlowState) -> str | None:
+        """The metadata, or None (logged) when it would be too large."""
+        try:
+            return encode(state, self.bot.name, self.bot.state_key)
+        except StateTooLarge as exc:
+            log.warning("bot %s: flow '%s' stopped: %s", self.bot.name, state.flow, exc)
+            self.stopped = True
+            return None
+
+    def _paused(self, state: FlowState, metadata: str) -> Data:
+        self.paused = True
+        self._trace(state.flow)
+        return Data(metadata)
+
+    # -- steps that talk to others ---------------------------------------------------------
+
+    def _llm(self, step: LLMStep) -> Iterator[Event]:
+        before = self.shown + "\n\n" if self.shown else ""
+        first = True
+        for event in run_llm(self.scope, step.llm):
+            if isinstance(event, Text):
+                text = (before if first else "") + event.text
+                first = False
+                self.shown += text
+                yield Text(text, flush=event.flush)
+            elif isinstance(event, Replace):
+                first = False
+                self.shown = before + event.text
+                yield Replace(self.shown, flush=event.flush)
+            else:
+                self.stopped = self.stopped or isinstance(event, Error)
+                yield event
+
+    def _call(self, step: CallStep) -> Generator[Event, None, Branch | None]:
+        from ..outbound import CallError, HostPolicy, OutboundRequest  # httpx: only here
+
+        context = self.scope.context
+        status = step.status.render(context) if step.status else ""
+        if status:
+            yield Text(("\n\n" if self.shown else "") + status, flush=True)
+        request = OutboundRequest(
+            step.method,
+            step.url.render(context),
+            query={name: value.render(context) for name, value in step.query},
+            headers=step.headers,
+            body=_rendered(step.body, context),
+            timeout=step.timeout,
+            max_bytes=step.max_bytes,
+            retries=step.retries,
+            origin=step.origin,
+        )
+        self.scope.trace.calls.append(request)
+        failed: Branch | None = None
+        try:
+            data = self.scope.fetcher(request, self.bot.hosts or HostPolicy()).json()
+        except CallError as exc:
+            log.warning("bot %s: %s: call failed: %s", self.bot.name, step.loc, exc)
+            failed = step.on_error
+        else:
+            for name, expression in step.extract:
+                self.vars[name] = self._extract(expression, data, f"{step.loc}.extract.{name}")
+        if status:
+            yield Replace(self.shown)  # the status line goes; the answer takes its place
+        return failed
+
+    def _extract(self, expression: Condition, data: Any, where: str) -> Any:
+        try:
+            return expression.search(data)
+        except JMESPathError as exc:
+            log.warning("bot %s: %s: %s", self.bot.name, where, exc)
+            return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _say(self, text: str) -> Text:
+        chunk = ("\n\n" if self.shown and text else "") + text
+        self.shown += chunk
+        return Text(chunk)
+
+    def _holds(self, condition: Condition, loc: str) -> bool:
+        try:
+            return condition.matches(self.scope.context)
+        except JMESPathError as exc:
+            raise RunError(BROKEN_CONDITION, f"{loc}: {condition.source!r} failed: {exc}") from exc
+
+    def _search(self, condition: Condition, loc: str) -> Any:
+        try:
+            return condition.search(self.scope.context)
+        except JMESPathError as exc:
+            raise RunError(BROKEN_CONDITION, f"{loc}: {condition.source!r} failed: {exc}") from exc
+
+    def _trace(self, running: str | None) -> None:
+        self.scope.trace.vars, self.scope.trace.running = dict(self.vars), running
+
+
+def _rendered(body: Body, context: dict[str, Any]) -> Any:
+    if isinstance(body, dict):
+        return {key: _rendered(value, context) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_rendered(value, context) for value in body]
+    if body is None or isinstance(body, bool | int | float):
+        return body
+    return body.render(context)

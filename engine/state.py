@@ -1,0 +1,128 @@
+"""Flow state carried in the metadata of the bot's messages, signed like Flask's session.
+
+Poe stores the last `data` event of an answer with that bot message and sends it back on
+the message in later requests, so a flow needs no server store: any replica answers any
+turn. The state is `1.<payload>.<signature>`: the version, the compact JSON payload in
+base64url, and an HMAC-SHA256 (truncated to 128 bits) over both, keyed per bot.
+
+Reading never raises: a missing, forged, truncated, oversized, foreign or malformed state
+is None plus the reason, and the conversation starts fresh (the caller logs the reason).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = "1"
+# The most metadata a bot writes or reads. Poe documents no limit; every request carries
+# the whole visible conversation, so the state stays small: about 3 KiB of vars.
+MAX_METADATA = 4096
+SALT = b"engine-flow-state\x00"
+SIGNATURE_BYTES = 16
+# Signs state for bots with neither ENGINE_STATE_SECRET nor an access key: flows then work
+# within one process only (a restart or another replica starts them afresh).
+_PROCESS_SECRET = os.urandom(32)
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """Where a flow stands: its name, step index, the flow's digest, vars and tries."""
+
+    flow: str
+    step: int
+    digest: str  # of the flow's definition: an edited flow does not resume old state
+    vars: dict[str, Any] = field(default_factory=dict)
+    tries: int = 0  # answers already refused at this step
+
+
+class StateTooLarge(Exception):
+    """The state would not fit in MAX_METADATA; `size` is what it would take."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the flow state would take {size:,} bytes (at most {MAX_METADATA:,})")
+        self.size = size
+
+
+def state_key(bot: str, secret: str | None, access_key: str | None) -> bytes:
+    """The bot's signing key: from ENGINE_STATE_SECRET, else its access key, else a
+    per-process secret; the bot's name is mixed in, so no bot accepts another's state."""
+    if secret:
+        base = secret.encode()
+    elif access_key:
+        base = access_key.encode()
+    else:
+        base = _PROCESS_SECRET
+    return hmac.new(base, SALT + bot.encode(), hashlib.sha256).digest()
+
+
+def encode(state: FlowState, bot: str, key: bytes) -> str:
+    """The signed metadata; StateTooLarge when it would pass MAX_METADATA."""
+    payload = {
+        "b": bot,
+        "f": state.flow,
+        "s": state.step,
+        "d": state.digest,
+        "v": state.vars,
+        "t": state.tries,
+    }
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    signed = f"{VERSION}.{_b64(data.encode())}"
+    metadata = f"{signed}.{_b64(_sign(key, signed))}"
+    if len(metadata) > MAX_METADATA:
+        raise StateTooLarge(len(metadata))
+    return metadata
+
+
+def decode(metadata: str | None, bot: str, key: bytes) -> tuple[FlowState | None, str | None]:
+    """The state and None, or None and why it was refused (None too when there was none)."""
+    if not metadata:
+        return None, None
+    if len(metadata) > MAX_METADATA:
+        return None, f"the state is too large ({len(metadata):,} characters)"
+    parts = metadata.split(".")
+    if len(parts) != 3 or parts[0] != VERSION:
+        return None, "the state is not in this engine's format (version 1)"
+    signed = f"{parts[0]}.{parts[1]}"
+    try:
+        signature = _unb64(parts[2])
+        payload = json.loads(_unb64(parts[1]))
+    except (ValueError, binascii.Error, RecursionError):
+        return None, "the state is truncated or malformed"
+    if not hmac.compare_digest(signature, _sign(key, signed)):
+        return None, "the state's signature does not match (forged, or signed with another key)"
+    return _state_of(payload, bot)
+
+
+def _state_of(payload: Any, bot: str) -> tuple[FlowState | None, str | None]:
+    if not isinstance(payload, dict):
+        return None, "the state is malformed"
+    if payload.get("b") != bot:
+        return None, f"the state belongs to another bot ({payload.get('b')!r})"
+    flow, step, digest = payload.get("f"), payload.get("s"), payload.get("d")
+    values, tries = payload.get("v"), payload.get("t")
+    fields_ok = isinstance(flow, str) and isinstance(digest, str) and isinstance(values, dict)
+    numbers_ok = type(step) is int and type(tries) is int and step >= 0 and tries >= 0
+    if not (fields_ok and numbers_ok):
+        return None, "the state is malformed"
+    assert isinstance(flow, str) and isinstance(digest, str) and isinstance(values, dict)
+    assert isinstance(step, int) and isinstance(tries, int)
+    return FlowState(flow, step, digest, values, tries), None
+
+
+def _sign(key: bytes, signed: str) -> bytes:
+    return hmac.new(key, signed.encode(), hashlib.sha256).digest()[:SIGNATURE_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
