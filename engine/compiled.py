@@ -114,7 +114,16 @@ class CompiledFlowRoute:
     flow: str
 
 
-CompiledRoute = CompiledReply | CompiledError | CompiledLLM | CompiledFlowRoute
+@dataclass(frozen=True)
+class CompiledCallRoute:
+    """`call:` route: a call then a reply, run as a flow of those two steps."""
+
+    loc: str
+    condition: Condition | None
+    flow: CompiledFlow
+
+
+CompiledRoute = CompiledReply | CompiledError | CompiledLLM | CompiledFlowRoute | CompiledCallRoute
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,26 @@ def test_without_on_error_the_flow_ends_with_an_apology(api: int) -> None:
     bot = make(api, '{url: "http://127.0.0.1:PORT/fail", retries: 0}')
     events, _ = turn(bot, "x")
     assert Transcript.of(events).text == CALL_FAILED
+
+
+def test_a_route_can_call_and_answer_from_what_it_extracted(api: int) -> None:
+    bot = compile_bot(
+        f"""
+        allow_hosts: ["127.0.0.1"]
+        routes:
+          - if: "regex(message, '^[A-Z]{{2}}\\\\d{{6}}$')"
+            call:
+              url: "http://127.0.0.1:{api}/orders/{{{{ message }}}}"
+              status: "Looking up {{{{ message }}}}…"
+              extract: {{status: status}}
+              on_error: {{reply: "Lookup failed."}}
+            reply: "Order {{{{ message }}}} is {{{{ vars.status }}}}."
+          - reply: "Send an order number."
+        """,
+        ENV,
+    )
+    events, trace = turn(bot, "AB123456")
+    answer = Transcript.of(events)
+    assert (answer.text, answer.metadata) == ("Order AB123456 is delivered.", None)
+    assert Text("Looking up AB123456…") in events
+    assert Transcript.of(turn(bot, "hi")[0]).text == "Send an order number."

@@ -26,7 +26,7 @@ from ..patterns import compile_any, compile_pattern
 from ..spec import AttachmentRules, Bot, ErrorRoute, InputRules, ReplyRoute
 from ..spec.input import RuleSpec, TypesRule, rule_value
 from ..spec.poe_settings import ParameterControls
-from ..spec.routes import FlowRoute, LLMRoute, PoeSuggestions, Suggest
+from ..spec.routes import CallRoute, FlowRoute, LLMRoute, PoeSuggestions, Suggest
 from ..spec.routes import GenerateSuggestions as SpecGenerate
 from ..state import state_key
 from ..templates import Renderable
@@ -56,8 +56,13 @@ def compile_bot(
     }
     models = ModelCompiler(checker, environ, key.value is not None)
     compiler = Compiler(checker, models, prompts, models.chain(spec.model, ("model",)))
-    routes = tuple(compiler.route(route, index) for index, route in enumerate(spec.routes))
     flow_compiler = FlowCompiler(checker, spec, environ, compiler.llm)
+    routes = tuple(
+        flow_compiler.call_route(route, index)
+        if isinstance(route, CallRoute)
+        else compiler.route(route, index)
+        for index, route in enumerate(spec.routes)
+    )
     flows, escapes = flow_compiler.flows(), flow_compiler.escapes()
     for index, route in enumerate(spec.routes):
         if isinstance(route, FlowRoute):

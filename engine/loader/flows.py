@@ -15,6 +15,7 @@ from ..compiled import (
     Body,
     Branch,
     CallStep,
+    CompiledCallRoute,
     CompiledEscape,
     CompiledFlow,
     CompiledLLM,
@@ -31,7 +32,9 @@ from ..expressions import Condition
 from ..patterns import compile_pattern
 from ..spec import Bot
 from ..spec import flows as spec
-from ..spec.routes import LLMRoute
+from ..spec.calls import Branch as SpecBranch
+from ..spec.calls import CallSpec
+from ..spec.routes import CallRoute, LLMRoute
 from ..templates import Renderable
 from .checker import SourceChecker
 from .locate import loc_text
@@ -77,6 +80,21 @@ class FlowCompiler:
             if condition is not None:
                 compiled.append(CompiledEscape(condition, reply, escape.flow))
         return tuple(compiled)
+
+    def call_route(self, route: CallRoute, index: int) -> CompiledCallRoute:
+        """A `call` route: compiled as a flow of two steps, the call and the reply."""
+        loc: Loc = ("routes", index)
+        self._flow_name, self._ids = loc_text(loc), dict[str, int]()
+        on_error = route.call.on_error
+        if on_error is not None and on_error.goto is not None:
+            message = "a route has no steps to go to"
+            self._checker.report((*loc, "call", "on_error", "goto"), message, "use reply or flow")
+        condition = self._checker.condition(route.when, (*loc, "if"))
+        steps = (
+            self._call(route.call, loc),
+            ReplyStep(loc_text(loc), self._template(route.reply, (*loc, "reply"))),
+        )
+        return CompiledCallRoute(loc_text(loc), condition, CompiledFlow(loc_text(loc), steps, ""))
 
     def flow_ref(self, name: str, loc: Loc) -> None:
         """Report a reference to a flow that does not exist."""
@@ -165,7 +183,7 @@ class FlowCompiler:
             on_fail=self._branch(step.on_fail, (*loc, "on_fail")),
         )
 
-    def _call(self, call: spec.CallSpec, loc: Loc) -> CallStep:
+    def _call(self, call: CallSpec, loc: Loc) -> CallStep:
         at = (*loc, "call")
         return CallStep(
             loc=loc_text(loc),
@@ -246,7 +264,7 @@ class FlowCompiler:
             return name, condition if condition is not None else Condition("`null`")
         return name, self._template(value, at)
 
-    def _branch(self, branch: spec.Branch | None, loc: Loc) -> Branch:
+    def _branch(self, branch: SpecBranch | None, loc: Loc) -> Branch:
         if branch is None:
             return Branch(None)
         reply = None if branch.reply is None else self._template(branch.reply, (*loc, "reply"))

@@ -10,6 +10,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..compiled import (
     CompiledBot,
+    CompiledCallRoute,
     CompiledEscape,
     CompiledFlowRoute,
     CompiledLLM,
@@ -134,7 +135,7 @@ def _resumed(
 
 def _waits(route: CompiledRoute | None) -> bool:
     """Whether answering this route waits for a model (or may: a flow)."""
-    if isinstance(route, CompiledLLM | CompiledFlowRoute):
+    if isinstance(route, CompiledLLM | CompiledFlowRoute | CompiledCallRoute):
         return True
     return isinstance(suggestions_of(route), GenerateSuggestions)
 

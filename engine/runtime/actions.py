@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import assert_never
 
 from ..compiled import (
+    CompiledCallRoute,
     CompiledError,
     CompiledFlowRoute,
     CompiledLLM,
@@ -45,5 +46,7 @@ def run_route(scope: Scope, route: CompiledRoute) -> Iterator[Event]:
             return run_error(scope, route)
         case CompiledFlowRoute():
             return FlowRunner(scope).start(route.flow)
+        case CompiledCallRoute():
+            return FlowRunner(scope).run(route.flow)
         case _:
             assert_never(route)

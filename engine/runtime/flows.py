@@ -103,7 +103,11 @@ class FlowRunner:
         self.paused = False  # the turn ends at a question, the flow still running
 
     def start(self, name: str) -> Iterator[Event]:
-        yield from self._run((self.bot.flows[name], 0))
+        yield from self.run(self.bot.flows[name])
+
+    def run(self, flow: CompiledFlow) -> Iterator[Event]:
+        """Run a flow from its first step (a `call` route's two steps, too)."""
+        yield from self._run((flow, 0))
 
     def resume(self, state: FlowState) -> Iterator[Event]:
         """The user's message answers the question the flow stopped at."""

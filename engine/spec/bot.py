@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import EnvRef, StrictModel, Template
-from .flows import Escape, Flow, FlowName
+from .calls import FlowName
+from .flows import Escape, Flow
 from .input import InputRules
 from .limits import RateLimits, Remember
 from .models import ModelChain

@@ -7,10 +7,11 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, Tag
 
 from ._base import Expr, StrictModel, Template
+from .calls import CallSpec
 from .input import ErrorType
 from .models import ModelChain
 
-ACTION_KEYS = ("reply", "llm", "error", "flow")
+ACTION_KEYS = ("reply", "llm", "error", "flow", "call")
 
 
 class ErrorAction(StrictModel):
@@ -110,9 +111,22 @@ class FlowRoute(_Route):
     )
 
 
+class CallRoute(_Route):
+    """Call an outside HTTP API, then answer with `reply`, which reads what `extract` saved."""
+
+    kind: ClassVar[str] = "call"
+    call: CallSpec = Field(description="The call (as in a flow's `call` step).")
+    reply: Template = Field(
+        description="The answer once the call succeeded, a template reading `vars`.",
+        examples=["Order {{ vars.order_id }} is {{ vars.status }}."],
+    )
+
+
 def _action_of(value: Any) -> str | None:
     if isinstance(value, dict):
         present = [key for key in ACTION_KEYS if key in value]
+        if "call" in present and "reply" in present:  # a call route answers with `reply`
+            present.remove("reply")
         return present[0] if len(present) == 1 else None
     return getattr(value, "kind", None)
 
@@ -121,7 +135,8 @@ Route = Annotated[
     Annotated[ReplyRoute, Tag("reply")]
     | Annotated[LLMRoute, Tag("llm")]
     | Annotated[ErrorRoute, Tag("error")]
-    | Annotated[FlowRoute, Tag("flow")],
+    | Annotated[FlowRoute, Tag("flow")]
+    | Annotated[CallRoute, Tag("call")],
     Discriminator(
         _action_of,
         custom_error_type="route_action",
