@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 # The engine's own example bots. A creator's bots beside them in bots/ are for `python -m
 # engine validate` and `test` to check; they must never make this suite fail.
-EXAMPLE_BOTS = ("acme-help", "acme-router", "claude-editor", "gpt-tutor", "hello", "image-studio")
+EXAMPLE_BOTS = (
+    "acme-help",
+    "acme-router",
+    "claude-editor",
+    "gpt-tutor",
+    "hello",
+    "image-studio",
+    "refund-desk",
+)
 
 
 def _examples_folder() -> Path:
@@ -51,7 +59,11 @@ EXAMPLE_ENV = {
     name: KEY
     for path in sorted(BOTS_DIR.glob("*.yaml"))
     for name in re.findall(r"^access_key: \$\{(\w+)\}", path.read_text(), re.MULTILINE)
-} | {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"}
+} | {
+    "OPENAI_API_KEY": "sk-test",
+    "ANTHROPIC_API_KEY": "sk-ant-test",
+    "ENGINE_STATE_SECRET": "example-state-secret",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from engine.loader import LoadReport, load_paths
 from engine.loader.parallel import default_jobs, fork_map
 from engine.testing import run_bot_tests
 
-from .conftest import BOTS_DIR, EXAMPLE_ENV, run_python
+from .conftest import BOTS_DIR, EXAMPLE_BOTS, EXAMPLE_ENV, run_python
 
 EXTRA_FILES = {
     # Adjacent in name order, so two different processes load them.
@@ -53,7 +53,7 @@ def test_the_report_is_the_same_whatever_the_number_of_processes(
     folder: Path, in_one_process: LoadReport, jobs: int
 ) -> None:
     summary = _summary(in_one_process)
-    assert summary[0] == 11
+    assert summary[0] == len(EXAMPLE_BOTS) + 5
     assert any("bot name 'twin' is already used by" in text for text in summary[1])
     assert any("cannot read the file" in text for text in summary[1])
     assert any("unknown variable 'mesage'" in text for text in summary[1])
@@ -64,7 +64,7 @@ def test_the_report_is_the_same_whatever_the_number_of_processes(
 def test_bots_loaded_by_other_processes_pass_their_own_tests(folder: Path) -> None:
     report = load_paths([folder], EXAMPLE_ENV, jobs=2)
     tested = [bot for bot in report.bots.values() if bot.spec.tests]
-    assert len(tested) == 6  # every example bot, half of them loaded by the other process
+    assert len(tested) == len(EXAMPLE_BOTS)  # half of them loaded by the other process
     for bot in tested:
         failures = [(r.name, r.failures) for r in run_bot_tests(bot) if not r.passed]
         assert failures == [], bot.name
