@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -616,3 +617,75 @@ def test_one_failing_bot_does_not_affect_another(
     healthy = query(user("ok", parameters={"pattern": "z"}))
     fragile = parse_sse(client.post("/fragile", json=healthy).data)
     assert fragile[1] == ("text", {"text": "fine: ok"})
+
+
+# ---------------------------------------------------------------------------- request log
+
+# The bot's name, or the repr of a name no bot has; the request type; status; outcome.
+REQUEST_LINE = r"bot ('.*'|\S+): (\S+(?: \(json\))?) (\d{3}) (.+) in \d+\.\d ms"
+
+
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "engine.requests"]
+
+
+def logged_request(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, path: str, body: Any, **kwargs: Any
+) -> tuple[str, ...]:
+    """POST once; the one request line it logged, as (bot, type, status, outcome)."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="engine.requests"):
+        response = client.post(path, json=body, **kwargs)
+        response.get_data()  # a stream is logged when it has been sent
+        response.close()
+    (line,) = request_lines(caplog)
+    match = re.fullmatch(REQUEST_LINE, line)
+    assert match is not None, line
+    assert int(match[3]) == response.status_code
+    return match.groups()
+
+
+def test_one_query_leaves_one_request_line(
+    example_client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "my secret message"
+    body = query(user(secret))
+    got = logged_request(example_client, caplog, "/hello", body, headers=AUTH)
+    assert got == ("hello", "query", "200", "answered")
+    assert secret not in caplog.text and KEY not in caplog.text
+
+
+def test_the_request_line_says_how_each_request_ended(
+    example_client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def line(path: str, body: Any, **kwargs: Any) -> tuple[str, ...]:
+        return logged_request(example_client, caplog, path, body, **kwargs)
+
+    assert line("/hello", SETTINGS, headers=AUTH) == ("hello", "settings", "200", "answered")
+    assert line("/hello", query(user("hi")), headers=AUTH | {"Accept": "application/json"}) == (
+        "hello",
+        "query (json)",
+        "200",
+        "answered",
+    )
+    too_long = query(user("x" * 5000))
+    assert line("/acme-help", too_long, headers=AUTH) == (
+        "acme-help",
+        "query",
+        "200",
+        "error user_message_too_long (no retry)",
+    )
+    assert line("/hello", SETTINGS) == (
+        "hello",
+        "request",
+        "401",
+        "refused: missing or wrong access key",
+    )
+    forged = ("'x\\nbot hello: query 200 answered'", "request", "404", "no such bot")
+    assert line("/x%0Abot hello: query 200 answered", SETTINGS) == forged  # one line
+    assert line("/hello", {"type": "dance"}, headers=AUTH) == (
+        "hello",
+        "dance",
+        "501",
+        "unsupported",
+    )

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
 from ..protocol import jsonshape, sse
-from ..protocol.events import Event, KeepAlive
+from ..protocol.events import Done, Error, Event, KeepAlive
 from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from . import EngineState
 
 log = logging.getLogger("engine.web")
+# The line per request on a logger of its own, which a deployment can route or silence.
+requests_log = logging.getLogger("engine.requests")
 
 JSON = "application/json"
 _REASONS = {
@@ -76,54 +80,150 @@ class PoeEndpoint:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "POST" or path.count("/") != 1:
             return self._next(environ, start_response)
-        reply = self.answer(path[1:], environ)
+        served = Served(path[1:])
+        reply = self.answer(path[1:], environ, served)
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", reply.headers)
+        served.status = reply.status
+        if isinstance(reply.body, list):
+            served.log()  # whole; a stream is logged when it ends (`encoded`)
         return reply.body
 
-    def answer(self, name: str, environ: WSGIEnvironment) -> Reply:
+    def answer(self, name: str, environ: WSGIEnvironment, served: Served | None = None) -> Reply:
+        served = served or Served(name)
         bot = self._state.bots.get(name)
         if bot is None:
+            served.bot, served.outcome = repr(name[:100]), "no such bot"
             return unknown_bot(name, self._state.bots)
         if bot.access_key is not None and not _authorized(environ, bot.access_key):
             log.warning("bot %s: refused a request with a missing or wrong access key", name)
+            served.outcome = "refused: missing or wrong access key"
             return error(401, "missing or wrong access key", {"WWW-Authenticate": "Bearer"})
         try:
             data = parse_body(_read_body(environ, self._state.settings.max_body_bytes))
-            return self._dispatch(bot, request_type(data), data, environ)
+            served.kind = request_type(data)
+            return self._dispatch(bot, served.kind, data, environ, served)
         except RequestError as exc:
             kind = "bad request" if exc.status == 400 else "refused"
             log.warning("bot %s: %s: %s", name, kind, exc.message)
+            served.outcome = kind
             return error(exc.status, exc.message)
 
     def _dispatch(
-        self, bot: CompiledBot, kind: str, data: dict[str, Any], environ: WSGIEnvironment
+        self,
+        bot: CompiledBot,
+        kind: str,
+        data: dict[str, Any],
+        environ: WSGIEnvironment,
+        served: Served,
     ) -> Reply:
         if kind == "query":
-            return self._query(bot, data, environ)
+            return self._query(bot, data, environ, served)
         if kind == "settings":
             return Reply(200, [self._state.settings_bodies[bot.name]])
         if kind in REPORT_TYPES:
             _log_report(bot.name, kind, data)
             return Reply(200, [b"{}"])
+        served.outcome = "unsupported"
         return error(501, f"unsupported request type {kind!r}")
 
-    def _query(self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment) -> Reply:
+    def _query(
+        self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment, served: Served
+    ) -> Reply:
         limiter = self._state.limiter
         events = run(bot, parse_query(data), timing=self._timing, limiter=limiter)
         events = guarded(events, bot.name)
         # Both modes stop the bot (and its model call) as soon as the client leaves.
-        events = until_gone(events, environ, bot.name)
+        events = served.watch(until_gone(events, environ, bot.name))
         if _wants_json(environ):
+            served.kind = "query (json)"
             return Reply(200, [json.dumps(jsonshape.aggregate(events)).encode()])
-        return Reply(200, encoded(events), sse.CONTENT_TYPE, sse.HEADERS)
+        return Reply(200, encoded(events, served), sse.CONTENT_TYPE, sse.HEADERS)
 
 
-def encoded(events: Iterator[Event]) -> Iterator[bytes]:
+class Served:
+    """The one INFO line each `POST /<bot>` request leaves in the log once it is answered,
+    `bot acme-help: query 200 answered in 0.4 ms`: the bot, the request type, the HTTP
+    status, the outcome and the time taken; never the access key or what the user wrote.
+    """
+
+    __slots__ = ("bot", "kind", "outcome", "started", "status")
+
+    def __init__(self, bot: str) -> None:
+        self.bot, self.kind, self.status, self.outcome = bot, "request", 0, "answered"
+        self.started = time.perf_counter()
+
+    def watch(self, events: Iterator[Event]) -> Iterator[Event]:
+        """`events`, noting how the answer ends: whole, with an error, or cut short (the
+        client left, or the server closed the stream) when `done` never came."""
+        self.outcome = "client left"
+        try:
+            for event in events:
+                if type(event) is Error:
+                    retry = "retry allowed" if event.allow_retry else "no retry"
+                    kind = f"error {event.error_type}" if event.error_type else "error"
+                    self.outcome = f"{kind} ({retry})"
+                elif type(event) is Done and self.outcome == "client left":
+                    self.outcome = "answered"
+                yield event
+        finally:
+            close_iterator(events)  # closed early: stop the bot and its model call now
+
+    def log(self) -> None:
+        if requests_log.isEnabledFor(logging.INFO):
+            took = (time.perf_counter() - self.started) * 1000
+            _request_lines.add((self.bot, self.kind, self.status, self.outcome, took))
+
+
+class _RequestLines:
+    """Writes the request lines: at once, or under gevent (the production server) all the
+    lines of one turn of the event loop together, at its end.
+
+    Written between two answers, a line cost the worker about 80 µs of CPU per rule-based
+    turn (of about 400): not the logging call itself (12 µs in a loop), but its code and
+    data pushing the engine's out of the CPU caches, and back. Written together, the lines
+    cost about 5 µs each (measured in issue 8's report). A line's time is still the
+    request's own; its timestamp is at most one turn of the loop later.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[object, ...]] = []
+
+    def add(self, line: tuple[object, ...]) -> None:
+        loop = _gevent_loop()
+        if loop is None:
+            requests_log.info(REQUEST_LINE, *line)
+            return
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for line in pending:
+            requests_log.info(REQUEST_LINE, *line)
+
+
+REQUEST_LINE = "bot %s: %s %d %s in %.1f ms"
+_request_lines = _RequestLines()
+
+
+def _gevent_loop() -> Any:
+    """The gevent event loop serving this request, if the server is gunicorn's gevent
+    worker (the socket module is patched); None under any other server."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return None
+    import gevent
+
+    return gevent.get_hub().loop
+
+
+def encoded(events: Iterator[Event], served: Served | None = None) -> Iterator[bytes]:
     """SSE bytes, written in as few pieces as the answer allows.
 
     Events are gathered until the runtime marks one `flush` (it is about to wait for a
     model) or sends a keep-alive: a rule-based answer leaves in one write, a model's
-    chunks each leave the moment they arrive.
+    chunks each leave the moment they arrive. `served` is logged when the stream ends.
     """
     pending: list[bytes] = []
     try:
@@ -138,6 +238,8 @@ def encoded(events: Iterator[Event]) -> Iterator[bytes]:
         # The server closes us when the client goes away: stop the bot (and any model
         # call it is waiting on) now, not whenever the generator is garbage-collected.
         close_iterator(events)
+        if served is not None:
+            served.log()
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
