@@ -79,10 +79,10 @@ def main(argv: Sequence[str]) -> None:
     )
     report_env_file(env_file)
     try:
-        app = create_app(settings=settings)
+        server = Server(create_app(settings=settings), settings)
     except EngineError as exc:
         sys.exit(f"not starting:\n{exc}")
-    Server(app, settings).run()
+    server.run()
 
 
 if __name__ == "__main__":

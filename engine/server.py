@@ -7,28 +7,67 @@ answers finish for `graceful_timeout` seconds) and restarts crashed workers.
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.sock import TCP6Socket, TCPSocket
+from gunicorn.util import is_ipv6
 
+from .errors import EngineError
 from .settings import Settings
+from .web import describe_served
+
+log = logging.getLogger("engine.server")
+
+
+class AddressUnavailable(EngineError):
+    """The address to serve on cannot be bound: the server must not start."""
 
 
 class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn, configured from Settings, serving an app built (and checked) beforehand."""
+    """gunicorn, configured from Settings, serving an app built (and checked) beforehand.
+
+    Each worker listens on a socket of its own (`reuse_port`), which gunicorn binds in the
+    worker, after the fork; its arbiter then had no address to log ("Listening at:  (pid)"),
+    and a port already in use made every worker fail and be replaced, every 5 s, forever.
+    So the arbiter binds the address first, without listening (a socket that does not listen
+    gets no connections): a busy port stops the start-up at once with its reason, gunicorn
+    logs the address, PORT=0 gets one port for all the workers, and no other program can
+    take the port while the workers restart.
+    """
 
     def __init__(self, app: Flask, settings: Settings) -> None:
         self._app = app
         self._settings = settings
+        self._held = _hold(settings.host, settings.port)
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in gunicorn_options(self._settings).items():
+        options = gunicorn_options(self._settings)
+        options["bind"] = [_bind_text(*self._held.getsockname()[:2])]  # PORT=0: the kernel's
+        options["when_ready"] = self._ready
+        for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return self._app
+
+    def run(self) -> None:
+        arbiter = Arbiter(self)
+        kind = TCP6Socket if self._held.family == socket.AF_INET6 else TCPSocket
+        arbiter.LISTENERS = [_held_listener(kind, self._held, self.cfg, arbiter.log)]
+        try:
+            arbiter.run()
+        except RuntimeError as exc:  # as gunicorn's own BaseApplication.run
+            raise SystemExit(f"\nError: {exc}\n") from None
+
+    def _ready(self, arbiter: Any) -> None:
+        log.info("%s", describe_served(self._app, str(arbiter.LISTENERS[0])))
 
     @property
     def settings(self) -> Settings:
@@ -36,10 +75,35 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
         return self._settings
 
 
+def _hold(host: str, port: int) -> socket.socket:
+    """The address, bound as gunicorn's workers bind it (so they can too), not listening."""
+    held = socket.socket(socket.AF_INET6 if is_ipv6(host) else socket.AF_INET)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, port))
+    except OSError as exc:
+        held.close()
+        reason = (exc.strerror or str(exc)).lower()
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another server is running there; stop it or set PORT)"
+        raise AddressUnavailable(f"cannot bind {_bind_text(host, port)}: {reason}") from None
+    return held
+
+
+def _held_listener(kind: type[Any], held: socket.socket, cfg: Any, logger: Any) -> Any:
+    """`held` as gunicorn's arbiter holds a listener: it logs and closes it, and hands it to
+    each worker, which binds its own socket instead (`reuse_port`)."""
+    address = object.__new__(kind)  # not its __init__, which would bind and listen
+    address.log, address.conf, address.sock = logger, cfg, held
+    address.cfg_addr = held.getsockname()
+    return address
+
+
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """The gunicorn settings; the README's deployment command uses the same ones."""
+    """The gunicorn settings (Server binds the address it holds; bench/serve.py reads them)."""
     return {
-        "bind": [f"{_bracket(settings.host)}:{settings.port}"],
+        "bind": [_bind_text(settings.host, settings.port)],
         "workers": settings.web_concurrency,
         # gunicorn's gevent worker, yielding between keep-alive requests (see engine/worker.py):
         # the stock one lets one busy connection starve the others (p99 2.2 s at 100 conns).
@@ -58,5 +122,5 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _bind_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

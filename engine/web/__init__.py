@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..store import Store
 from . import health, poe
 
-__all__ = ["EngineState", "StartupError", "create_app"]
+__all__ = ["EngineState", "StartupError", "create_app", "describe_served"]
 
 log = logging.getLogger("engine.web")
 
@@ -66,6 +66,16 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.wsgi_app = poe.PoeEndpoint(app.wsgi_app, state)  # type: ignore[method-assign]
     return app
+
+
+def describe_served(app: Flask, url: str) -> str:
+    """The start-up line saying where the server is: `serving 6 bots on URL: a, b, ...`."""
+    state = app.extensions.get("engine")
+    if not isinstance(state, EngineState):  # an app not made by create_app (bench/)
+        return f"serving on {url}"
+    names = sorted(state.bots)
+    count = f"{len(names)} bot{'' if len(names) == 1 else 's'}"
+    return f"serving {count} on {url}" + (f": {_listed(names, ', ')}" if names else "")
 
 
 def _limiter(bots: Mapping[str, CompiledBot], settings: Settings) -> Limiter | None:
