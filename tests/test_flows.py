@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import textwrap
@@ -22,7 +23,7 @@ from engine.protocol.transcript import Transcript
 from engine.runtime import run
 from engine.runtime.answers import read_answer
 from engine.runtime.flows import LOOPING, TOO_MUCH
-from engine.state import MAX_METADATA, FlowState, decode, encode, state_key
+from engine.state import MAX_METADATA, SIGNATURE_BYTES, FlowState, _sign, decode, encode, state_key
 from engine.testing import run_bot_tests
 
 from ._poe import bot as bot_message
@@ -488,3 +489,9 @@ def test_without_a_secret_the_loader_says_how_state_is_signed() -> None:
         "with a key derived from the bot's access key (set ENGINE_STATE_SECRET (the same on "
         "every server) to sign it independently)"
     ]
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, b"", b"x" * 64, b"y" * 100])
+def test_the_signature_is_hmac_sha256(key: bytes) -> None:
+    expected = hmac.digest(key, b"1.payload", "sha256")[:SIGNATURE_BYTES]
+    assert _sign(key, "1.payload") == expected
