@@ -8,7 +8,9 @@ is started on a free loopback port and stopped at the end):
 * `hit_us`: µs per `Limiter.hit` on each store, allowed and refused; `three_limits_us` is
   `hit_all` over a turn's usual three limits (per user per minute, per user per day, the
   whole bot per day); `remember_us` and `recall_us` are one var kept and a user's vars read.
-* `limited_turn_ratio`: (turn + three limits) / turn, per store (1.0 = free).
+* `limited_turn_us`: µs per turn of the same faq bot with `limits:` (those three limits)
+  through `run()` with a Limiter on each store, and with `remember:` as well (one recall
+  per turn); `limited_turn_ratio`: each of those / `turn_us` (1.0 = free).
 * `contended_us`: two fresh processes, monkey-patched by gevent as the server's workers are,
   hitting one key at once. `saturated`: 8 greenlets each, back to back: the mean µs per hit
   (wall time over hits). `loop lag`: 4 greenlets each doing a hit and 100 µs of other work
@@ -35,8 +37,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.compiled import CompiledBot
 from engine.limits import Limiter
-from engine.loader import load_paths
+from engine.loader import load_paths, load_text
+from engine.protocol import sse
+from engine.protocol.guard import guarded
+from engine.protocol.requests import parse_body, parse_query
+from engine.runtime import run
 from engine.store import Store
 
 from .procs import REPO, free_port
@@ -49,6 +56,14 @@ THREE = [
     ("100000000/day", ("faq", "messages", "user", "u1")),
     ("1000000000/day", ("faq", "messages", "everyone")),
 ]
+
+# The same three limits written in the bot, and a remembered var.
+LIMITED = """
+limits:
+  messages: [1000000/minute, 100000000/day]
+  bot: {messages: 1000000000/day}
+"""
+REMEMBERED = "remember: {vars: [language], days: 1}\n"
 
 MODES = ("saturated", "loop lag", "loop lag, SQLite's lock only")
 HAMMER = r"""
@@ -151,6 +166,39 @@ def store_costs(store: Store, n: int, rounds: int) -> dict[str, float]:
     }
 
 
+def faq_with(extra: str) -> CompiledBot:
+    """bench/bots' faq bot with `extra` top-level keys added."""
+    text = (BENCH / "bots" / "faq.yaml").read_text(encoding="utf-8") + extra
+    bot, problems = load_text(text, "faq.yaml", {KEY_VAR: ACCESS_KEY})
+    assert bot is not None, problems
+    return bot
+
+
+def limited_turn(bot: CompiledBot, data: bytes, limiter: Limiter) -> Callable[[], bytes]:
+    """bench.regex's turn, with the bot's limits counted (and its vars recalled)."""
+
+    def call() -> bytes:
+        query = parse_query(parse_body(data))
+        events = run(bot, query, limiter=limiter)
+        return b"".join(sse.encode(event) for event in guarded(events, bot.name))
+
+    return call
+
+
+def limited_turns(stores: dict[str, Store], n: int, rounds: int) -> dict[str, dict[str, float]]:
+    data = body(SHORT)
+    bots = {"limits": faq_with(LIMITED), "limits + remembered vars": faq_with(LIMITED + REMEMBERED)}
+    rows: dict[str, dict[str, float]] = {}
+    for name, store in stores.items():
+        limiter = Limiter(store)
+        store.remember("faq", "u", "language", "pt-BR", 86400)  # bench.regex's user is "u"
+        for kind, bot in bots.items():
+            call = limited_turn(bot, data, limiter)
+            assert b"5-7 days" in call(), "the limited turn did not answer"
+            rows.setdefault(name, {})[kind] = best_us(call, n, rounds)
+    return rows
+
+
 def contended(url: str | None, state_dir: Path, hits: int, mode: str) -> list[dict[str, float]]:
     """Two gevent processes hit one key together: µs per hit in each."""
     command = [sys.executable, "-c", HAMMER, url or "", str(state_dir), str(hits), mode]
@@ -191,6 +239,7 @@ def main() -> None:
         for store in stores.values():
             store.prepare()
         costs = {name: store_costs(store, args.n, args.rounds) for name, store in stores.items()}
+        limited = limited_turns(stores, args.n, args.rounds)
         together: dict[str, Any] = {}
         for mode in MODES:
             together[f"sqlite file, {mode}"] = contended(None, Path(tmp), args.n * 2, mode)
@@ -199,9 +248,10 @@ def main() -> None:
     result = {
         "turn_us": turn_us,
         "hit_us": costs,
+        "limited_turn_us": limited,
         "limited_turn_ratio": {
-            name: round((turn_us + row["three_limits_us"]) / turn_us, 2)
-            for name, row in costs.items()
+            name: {kind: round(us / turn_us, 2) for kind, us in row.items()}
+            for name, row in limited.items()
         },
         "contended_us": together,
         "redis": "measured" if url is not None else "skipped: redis-server is not installed",

@@ -1,4 +1,4 @@
-"""Every benchmark in one bounded run (about 4.5 minutes): `python -m bench.run [--only ...]`.
+"""Every benchmark in one bounded run (about 5 minutes): `python -m bench.run [--only ...]`.
 
 Servers run pinned to core 0 with one worker; the load generator runs pinned to core 1.
 Prints Markdown tables (paste them into bench/README.md) and writes the raw numbers to
@@ -175,6 +175,13 @@ def regex(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["regex"] = run_json(["-m", "bench.regex"], cpus=CLIENT_CPU, timeout=120)
 
 
+def limits(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """bench.limits: in-process costs pinned to core 1; its contended rows start their own
+    processes, and a redis-server when one is installed."""
+    command = ["-m", "bench.limits", "-n", "1000", "--rounds", "5"]  # about 30 s
+    results["limits"] = run_json(command, cpus=CLIENT_CPU, timeout=240)
+
+
 def llm_streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """bench.llm_streams: it pins its own processes (relay core 0 or both, client core 1)."""
     command = ["-m", "bench.llm_streams", "--streams", str(args.streams)]
@@ -237,6 +244,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         ]
     if "regex" in results:
         lines += _regex_lines(results["regex"])
+    if "limits" in results:
+        lines += _limits_lines(results["limits"])
     if "llm_streams" in results:
         lines += ["", "Model streaming (bench.llm_streams):", ""]
         lines.append(llm.tables(results["llm_streams"]))
@@ -291,6 +300,35 @@ def _regex_lines(regex: dict[str, Any]) -> list[str]:
         f"Slowest single match of a hostile message on RE2 (target < 10 ms): "
         f"**{regex['hostile_worst_ms']:g} ms**; Python's re on '(a+)+$': {python_re}.",
         f"Slow end of linear (a long counted repetition): {slow}.",
+    ]
+
+
+def _limits_lines(limits: dict[str, Any]) -> list[str]:
+    turn = limits["turn_us"]
+    rows = [
+        f"| {store} | {row['limits']:g} | **{ratio['limits']:.2f}×** "
+        f"| {row['limits + remembered vars']:g} | **{ratio['limits + remembered vars']:.2f}×** "
+        f"| {limits['hit_us'][store]['hit_allowed_us']:g} |"
+        for (store, row), ratio in zip(
+            limits["limited_turn_us"].items(), limits["limited_turn_ratio"].values(), strict=True
+        )
+    ]
+    lag = limits["contended_us"]
+    lags = ", ".join(
+        f"{mode} p99 {max(p['lag_p99_ms'] for p in procs):g} ms"
+        for mode, procs in lag.items()
+        if "loop lag" in mode
+    )
+    return [
+        "",
+        f"Limits and remembered vars (bench.limits), per rule-based turn; a plain turn: "
+        f"{turn:g} µs. Redis: {limits['redis']}.",
+        "",
+        "| store | limited turn µs | × plain | + recall µs | × plain | one hit µs |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Two gevent processes hitting one key: event-loop lag {lags}.",
     ]
 
 
@@ -367,6 +405,7 @@ STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]
     "load_bots": ("load 1,000 bots", load_bots),
     "profile_turn": ("where a FAQ turn's time goes", profile_turn),
     "regex": ("regular expressions: RE2's cost per turn, hostile messages", regex),
+    "limits": ("rate limits and remembered vars: cost per turn, per store", limits),
     "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
     "profile_relay": ("where a relayed chunk's CPU goes", profile_relay),
 }

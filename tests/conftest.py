@@ -38,6 +38,7 @@ EXAMPLE_BOTS = (
     "gpt-tutor",
     "hello",
     "image-studio",
+    "polyglot",
     "refund-desk",
 )
 

@@ -274,3 +274,58 @@ def test_the_redis_password_never_reaches_the_log(
     with pytest.raises(StartupError) as error:
         make_app(folder, redis_url="http://:hunter2@example.invalid")
     assert str(error.value).startswith("REDIS_URL: got 'http://:***@example.invalid'; expected")
+
+
+# ---------------------------------------------------------------------------- with flows
+
+FLOW_BOT = """
+name: prefs
+remember: {vars: [language, name]}
+limits: {calls: 1/hour}
+allow_hosts: [api.acme.example]
+routes:
+  - if: "message == 'language'"
+    flow: language
+  - if: "message == 'look up'"
+    flow: lookup
+  - reply: "{{ vars | dictsort }}"
+flows:
+  language:
+    - ask: Which language?
+      save: language
+      expect: {choices: [English, Português]}
+    - set: {name: Ana, mood: good}
+    - reply: "Saved {{ vars.language }}."
+  lookup:
+    - call: {url: "https://api.acme.example/x", extract: {status: status}}
+    - reply: "Status {{ vars.status }}."
+tests:
+  - name: a flow's remembered vars come back in the next conversation, the others do not
+    turns:
+      - say: language
+        expect: {contains: Which language?}
+      - say: português
+        expect: {equals: Saved Português.}
+      - say: hello
+        new_conversation: true
+        expect: {equals: "[('language', 'Português'), ('name', 'Ana')]"}
+  - name: outside calls are counted per user
+    turns:
+      - say: look up
+        http_reply: {json: {status: shipped}}
+        expect: {equals: Status shipped.}
+      - say: look up
+        http_reply: {json: {status: never read}}
+        expect:
+          equals: You have reached this bot's limit of 1 outside call per hour. Try again in 1 hour.
+          allow_retry: true
+"""
+
+
+def test_flows_keep_remembered_vars_and_count_outside_calls() -> None:
+    bot, problems = load_text(FLOW_BOT, "prefs.yaml", {})
+    assert bot is not None, problems
+    assert [(r.name, r.failures) for r in run_bot_tests(bot)] == [
+        ("a flow's remembered vars come back in the next conversation, the others do not", []),
+        ("outside calls are counted per user", []),
+    ]

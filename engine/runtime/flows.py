@@ -36,6 +36,7 @@ from ..protocol.requests import Message
 from ..state import FlowState, StateTooLarge, decode, encode
 from .answers import read_answer, retry_text
 from .llm import run_llm
+from .quota import over_limit, remember_changed
 from .scope import Scope
 
 log = logging.getLogger("engine.runtime")
@@ -101,6 +102,7 @@ class FlowRunner:
         self.steps = 0
         self.stopped = False  # an error event ended the answer
         self.paused = False  # the turn ends at a question, the flow still running
+        self.before = dict(self.vars)  # recalled and carried: what the turn changes is kept
 
     def start(self, name: str) -> Iterator[Event]:
         yield from self.run(self.bot.flows[name])
@@ -263,6 +265,10 @@ class FlowRunner:
     def _call(self, step: CallStep) -> Generator[Event, None, Branch | None]:
         from ..outbound import CallError, HostPolicy, OutboundRequest  # httpx: only here
 
+        if over := over_limit(self.scope.limiter, self.bot, self.scope.request.user_id, "calls"):
+            self.stopped = True  # over the limit of outside calls: the flow ends here
+            yield over
+            return None
         context = self.scope.context
         status = step.status.render(context) if step.status else ""
         if status:
@@ -319,7 +325,10 @@ class FlowRunner:
             raise RunError(BROKEN_CONDITION, f"{loc}: {condition.source!r} failed: {exc}") from exc
 
     def _trace(self, running: str | None) -> None:
+        """The turn's end (once per turn): record it for tests, keep remembered vars."""
         self.scope.trace.vars, self.scope.trace.running = dict(self.vars), running
+        user = self.scope.request.user_id
+        remember_changed(self.scope.limiter, self.bot, user, self.before, self.vars)
 
 
 def _rendered(body: Body, context: dict[str, Any]) -> Any:
