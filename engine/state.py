@@ -125,7 +125,8 @@ def _sign(key: bytes, signed: str) -> bytes:
     digest.update(signed.encode())
     result = outer.copy()
     result.update(digest.digest())
-    return result.digest()[:SIGNATURE_BYTES]
+    signature: bytes = result.digest()
+    return signature[:SIGNATURE_BYTES]
 
 
 @functools.lru_cache(maxsize=1024)
