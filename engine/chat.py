@@ -8,7 +8,6 @@ output are plain text streams passed in, which keeps the whole loop testable.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import mimetypes
 import sys
@@ -279,16 +278,16 @@ def _retry_note(error: Error) -> str:
 # --- the conversation --------------------------------------------------------------------
 
 
-def runtime_responder(bot: CompiledBot, request: QueryRequest) -> Iterable[Event]:
-    """The server's runtime with the real providers and timing: no scripted stand-ins."""
-    return run(bot, request, limiter=_session_limiter())
+def runtime_responder() -> Responder:
+    """The server's runtime with the real providers and timing (no scripted stand-ins),
+    counting limits and keeping remembered vars in memory for this chat alone: `/reset`
+    starts a new conversation, in which the bot recalls what it remembered."""
+    limiter = Limiter(Store.from_url("memory://"))
 
+    def respond(bot: CompiledBot, request: QueryRequest) -> Iterable[Event]:
+        return run(bot, request, limiter=limiter)
 
-@functools.cache
-def _session_limiter() -> Limiter:
-    """Limits and remembered vars for this chat alone, in memory: `/reset` starts a new
-    conversation, in which the bot recalls what it remembered."""
-    return Limiter(Store.from_url("memory://"))
+    return respond
 
 
 @dataclass
@@ -319,10 +318,11 @@ class ChatSession:
         self,
         bot: CompiledBot,
         params: dict[str, Any] | None = None,
-        respond: Responder = runtime_responder,
+        respond: Responder | None = None,
         fields: RequestFields | None = None,
     ) -> None:
-        self.bot, self.params, self._respond = bot, dict(params or {}), respond
+        self.bot, self.params = bot, dict(params or {})
+        self._respond = respond or runtime_responder()
         self.fields = fields or RequestFields()
         self.history: list[Message] = []
         self.suggestions: list[str] = []
@@ -396,7 +396,7 @@ def run_chat(
     stdin: TextIO,
     stdout: TextIO,
     warnings: Iterable[SpecError] = (),
-    respond: Responder = runtime_responder,
+    respond: Responder | None = None,
     fields: RequestFields | None = None,
 ) -> int:
     """Chat until /quit, end of input or Ctrl-C; the exit code (always 0: leaving is fine)."""

@@ -519,3 +519,33 @@ def test_chunks_reach_a_real_terminal_before_the_answer_is_complete(tmp_path: Pa
             process.kill()
             process.wait()
         os.close(controller)
+
+
+def test_a_chat_counts_limits_and_recalls_remembered_vars_after_a_reset(
+    make_bot: Callable[..., CompiledBot],
+) -> None:
+    bot = make_bot(
+        """
+        name: counted
+        limits: {messages: 3/minute}
+        remember: {vars: [name]}
+        routes:
+          - if: "message == 'me'"
+            flow: me
+          - reply: "hi {{ vars.get('name', 'stranger') }}"
+        flows:
+          me:
+            - set: {name: Ana}
+            - reply: saved
+        """
+    )
+    out = io.StringIO()
+    assert run_chat(bot, {}, io.StringIO("hi\nme\n/reset\nhi\nagain\n"), out) == 0
+    in_order(
+        out.getvalue(),
+        "counted: hi stranger",
+        "counted: saved",
+        "counted: hi Ana",
+        "error: You have reached this bot's limit of 3 messages per minute. Try again in 1 "
+        "minute. (retry allowed)",
+    )

@@ -1,6 +1,7 @@
-"""Limits through the real server (`python app.py`): counted exactly across the gevent
-workers of one server in its embedded store, across two servers sharing one redis-server,
-and what happens when that Redis stops (fail open, or closed where a bot asks)."""
+"""Limits and memory through the real server (`python app.py`): counted exactly across the
+gevent workers of one server in its embedded store, across two servers sharing one
+redis-server, what happens when that Redis stops (fail open, or closed where a bot asks),
+and a remembered var following its user to another server."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from engine.limits import STORE_DOWN_MESSAGE
 
-from ._poe import parse_sse, query, user
+from ._poe import bot, parse_sse, query, user
 from ._redis import RedisServer, needs_redis
 from ._server import Server, wait_for
 
@@ -169,3 +170,49 @@ def test_when_redis_stops_bots_fail_open_or_closed(
         assert logged.count("is unreachable (") == 1  # once, not per request
     finally:
         server.stop()
+
+
+LANGUAGE = """
+    name: prefs
+    remember: {vars: [language]}
+    routes:
+      - if: "message == 'language'"
+        flow: language
+      - reply: "language {{ vars.get('language', 'unset') }}"
+    flows:
+      language:
+        - ask: Which language?
+          save: language
+          expect: {choices: [English, Português]}
+        - reply: Saved.
+"""
+
+
+def talk(server: Server, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """The answer's text and the flow state it carries, for a conversation of `u-one`."""
+    status, body = server.post("/prefs", query(*messages, user_id="u-one"))
+    assert status == 200
+    events = parse_sse(body)
+    text = "".join(data["text"] for name, data in events if name == "text")
+    stored = [data["metadata"] for name, data in events if name == "data"]
+    return text, stored[-1] if stored else None
+
+
+@needs_redis
+def test_a_remembered_var_follows_its_user_to_another_server(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    folder = bots(tmp_path / "bots", prefs=LANGUAGE)
+    env = {"BOTS_DIR": str(folder), "REDIS_URL": redis_server.url}
+    one = Server(tmp_path / "one.log", workers=1, **env)
+    two = Server(tmp_path / "two.log", workers=1, **env)
+    try:
+        assert talk(two, [user("hi")]) == ("language unset", None)
+        question, state = talk(one, [user("language")])
+        assert question == "Which language?" and state is not None
+        said = [user("language"), bot(question, metadata=state), user("português")]
+        assert talk(one, said) == ("Saved.", None)
+        assert talk(two, [user("hi")]) == ("language Português", None)  # a new conversation
+    finally:
+        one.stop()
+        two.stop()

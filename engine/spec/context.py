@@ -8,7 +8,7 @@ CONTEXT_DOC: dict[str, str] = {
     "params": "Parameter-control values: the defaults, overridden by the user's choices.",
     "history": "Earlier messages, oldest first: role (user or bot) and content.",
     "turn": "How many user messages the conversation has, this one included.",
-    "vars": "Variables saved by flows (empty until flows exist).",
+    "vars": "Variables saved by flows, and those the bot remembers for the user (`remember`).",
     "user": "The user: id.",
     "conversation": "The conversation: id.",
     "language": "The user's language, a BCP 47 tag such as `en` or `pt-BR` (anything else "
