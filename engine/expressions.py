@@ -53,7 +53,14 @@ _SIGNATURES: Mapping[str, list[Any]] = {
 }
 
 
-TOO_DEEP = "invalid expression: it is nested too deeply"
+# JMESPath's parser recurses a few frames per `(`, `[`, `{` or `!`: about 300 of them reach
+# Python's recursion limit, fewer the deeper the caller's stack. Its parse cache would then
+# make the verdict depend on which caller saw an expression first, so a limit far below
+# that is checked before parsing, and the same source always gets the same answer.
+MAX_DEPTH = 50
+TOO_DEEP = f"invalid expression: it is nested more than {MAX_DEPTH} levels deep"
+_OPENERS = frozenset({"lparen", "lbracket", "lbrace", "filter", "flatten"})
+_CLOSERS = frozenset({"rparen", "rbracket", "rbrace"})
 
 
 class Condition:
@@ -63,11 +70,11 @@ class Condition:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        _check_depth(source)
         try:
             self._parsed = _parse(source)
             _check_functions(source, self._parsed.parsed)
-        except RecursionError:
-            # JMESPath's parser recurses once per `(` or `!`: a few hundred reach the limit.
+        except RecursionError:  # not expected below MAX_DEPTH; never a traceback all the same
             raise ExpressionError(TOO_DEEP, 0, "split the condition into simpler ones") from None
 
     def search(self, context: Mapping[str, Any]) -> Any:
@@ -83,6 +90,27 @@ def is_truthy(value: Any) -> bool:
     if value is None or value is False:
         return False
     return not (isinstance(value, str | list | dict) and not value)
+
+
+def _check_depth(source: str) -> None:
+    """Refuse nesting past MAX_DEPTH, found by JMESPath's own lexer (brackets in strings
+    do not count); only a source with that many brackets and `!` at all is lexed."""
+    if sum(source.count(mark) for mark in "([{!") <= MAX_DEPTH:
+        return
+    depth = nots = 0
+    for token in _lex(source):
+        kind = token["type"]
+        nots = nots + 1 if kind == "not" else 0
+        depth += (kind in _OPENERS) - (kind in _CLOSERS)
+        if depth + nots > MAX_DEPTH:
+            raise ExpressionError(TOO_DEEP, token["start"], "split the condition into simpler ones")
+
+
+def _lex(source: str) -> list[Any]:  # the stubs name its TypedDict privately
+    try:
+        return list(Lexer().tokenize(source))
+    except jp_errors.JMESPathError:
+        return []  # the parser reports it, with its place
 
 
 def compile_condition(source: str) -> Condition:

@@ -121,6 +121,7 @@ class TemplateCompiler:
 
     def _check(self, source: str) -> None:
         """Parse, then check names, filters, tests and includes, as generating code would."""
+        self._check_depth(source)
         try:
             used = usage(_parse(self._env, source))
         except jinja2.TemplateSyntaxError as exc:  # and what only code generation would find
@@ -128,14 +129,29 @@ class TemplateCompiler:
             raise TemplateError(
                 f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
             ) from None
-        except RecursionError:
-            # Jinja's parser recurses several frames per bracket: about 70 `(` reach the limit.
-            raise TemplateError(
-                "invalid template: it is nested too deeply", 0, "split it into simpler parts"
-            ) from None
+        except RecursionError:  # not expected below MAX_DEPTH; never a traceback all the same
+            raise TemplateError(TOO_DEEP, 0, "split it into simpler parts") from None
         self._check_filters(source, used.filters)
         self._check_names(source, used.reads - self._env.globals.keys())
         self._check_includes(source, used.references)
+
+    def _check_depth(self, source: str) -> None:
+        """Refuse brackets and `not`s nested past MAX_DEPTH, found by Jinja's own lexer;
+        only a source with that many brackets at all is lexed."""
+        if sum(source.count(mark) for mark in "([{") + source.count("not ") <= MAX_DEPTH:
+            return
+        depth = nots = 0
+        try:
+            for lineno, kind, value in self._env.lex(source):
+                nots = nots + 1 if (kind, value) == ("name", "not") else 0
+                if kind == "operator":
+                    depth += (value in "([{") - (value in ")]}")
+                if depth + nots > MAX_DEPTH:
+                    raise TemplateError(
+                        TOO_DEEP, _line_offset(source, lineno), "split it into simpler parts"
+                    )
+        except jinja2.TemplateSyntaxError:
+            return  # the parser reports it, with its place
 
     def _check_filters(self, source: str, used: list[nodes.Filter | nodes.Test]) -> None:
         """Unknown filters and tests; Jinja itself defers those inside `if` to render time."""
@@ -168,6 +184,13 @@ class TemplateCompiler:
                 hint = did_you_mean(included, self._prompt_names) or f"prompts: {known}"
                 offset = reference_offset(tokens(self._env, source), included)
                 raise TemplateError(f"unknown prompt '{included}'", offset, hint)
+
+
+# Jinja's parser recurses about 16 frames per bracket: some 60 reach Python's recursion
+# limit, fewer the deeper the caller's stack. A limit far below that gives every source the
+# same verdict wherever it is checked, and leaves room for code generation at first render.
+MAX_DEPTH = 20
+TOO_DEEP = f"invalid template: it is nested more than {MAX_DEPTH} levels deep"
 
 
 def _parse(env: jinja2.Environment, source: str) -> nodes.Template:

@@ -1277,8 +1277,11 @@ def test_a_condition_nested_too_deeply_is_located() -> None:
     condition = "(" * 600 + "message" + ")" * 600
     bot, found = load_text(yaml(f'routes: [{{if: "{condition}", reply: a}}, {{reply: b}}]'))
     assert bot is None
-    assert [problem.message for problem in found] == ["invalid expression: it is nested too deeply"]
-    assert (found[0].line, found[0].column, found[0].loc) == (1, 16, "routes[0].if")
+    assert [problem.message for problem in found] == [
+        "invalid expression: it is nested more than 50 levels deep"
+    ]
+    # At the 51st bracket: the condition starts at column 16.
+    assert (found[0].line, found[0].column, found[0].loc) == (1, 66, "routes[0].if")
 
 
 def test_a_template_nested_too_deeply_is_located() -> None:
@@ -1286,8 +1289,33 @@ def test_a_template_nested_too_deeply_is_located() -> None:
     bot, found = load_text(yaml(f'routes: [{{reply: "{template}"}}]'))
     assert bot is None
     assert [(p.message, p.line, p.column) for p in found] == [
-        ("invalid template: it is nested too deeply", 1, 19)
+        ("invalid template: it is nested more than 20 levels deep", 1, 19)
     ]
+
+
+def _nested_bot(conditions: int, templates: int) -> str:
+    condition = "!" * conditions + "message"
+    template = "{{ " + "(" * templates + "message" + ")" * templates + " }}"
+    return yaml(f'routes: [{{if: "{condition}", reply: "{template}"}}, {{reply: b}}]')
+
+
+def _nested_verdict(conditions: int, templates: int, stack: int) -> list[str]:
+    """The messages for a bot loaded with `stack` frames already in use."""
+    if stack:
+        return _nested_verdict(conditions, templates, stack - 1)
+    return [problem.message for problem in load_text(_nested_bot(conditions, templates))[1]]
+
+
+def test_nesting_limits_are_the_same_wherever_a_bot_is_loaded() -> None:
+    """Right at the limits a bot loads, one past them it does not, on a shallow stack and on
+    one already 600 frames deep (the parsers' own recursion, and JMESPath's cache, once
+    made the verdict depend on that)."""
+    for stack in (0, 600):
+        assert _nested_verdict(50, 20, stack) == []
+        assert _nested_verdict(51, 21, stack) == [
+            "invalid expression: it is nested more than 50 levels deep",
+            "invalid template: it is nested more than 20 levels deep",
+        ]
 
 
 def test_a_long_value_is_shown_by_its_start() -> None:
