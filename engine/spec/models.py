@@ -55,7 +55,9 @@ class AnthropicModel(_Model):
 
     provider: Literal["anthropic"] = Field(description="Provider.")
     name: str = Field(min_length=1, description="Model name, such as `claude-haiku-4-5`.")
-    base_url: str | None = Field(None, description="Server URL; default: Anthropic's API.")
+    base_url: str | None = Field(
+        None, description="Server URL; default: ANTHROPIC_BASE_URL, else Anthropic's API."
+    )
     api_key: EnvRef | None = Field(None, description="`${ENV_VAR}`; default ANTHROPIC_API_KEY.")
 
 
