@@ -28,7 +28,7 @@ from engine.testing import run_bot_tests
 
 from ._poe import bot as bot_message
 from ._poe import query, user
-from .conftest import KEY, compile_bot
+from .conftest import KEY, REPO, compile_bot
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 ENV = {"ENGINE_STATE_SECRET": "s" * 32}
@@ -495,3 +495,26 @@ def test_without_a_secret_the_loader_says_how_state_is_signed() -> None:
 def test_the_signature_is_hmac_sha256(key: bytes) -> None:
     expected = hmac.digest(key, b"1.payload", "sha256")[:SIGNATURE_BYTES]
     assert _sign(key, "1.payload") == expected
+
+
+def test_the_readme_flow_example_loads_and_runs() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Flows and calls", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    tests = """
+tests:
+  - turns:
+      - say: refund please
+        expect: {equals: "What's your order number? (like AB123456)", flow: refund}
+      - say: AB123456
+        http_reply: {json: {status: delivered, amount: {total: "$42.00"}}}
+        expect: {equals: "Refund $42.00?", suggested: ["Yes", "No"], vars: {total: "$42.00"}}
+      - say: "yes"
+        expect: {equals: "Refund started.", flow: false}
+      - say: refund
+      - say: stop
+        expect: {equals: "Cancelled.", flow: false}
+"""
+    bot, problems = load_text(example + tests, "README.md", ENV)
+    assert bot is not None, problems
+    assert [r.failures for r in run_bot_tests(bot)] == [[]]
