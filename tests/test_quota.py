@@ -68,6 +68,28 @@ def test_a_limit_that_cannot_be_read_is_a_located_error() -> None:
     ]
 
 
+def test_a_remembered_var_that_nothing_saves_is_a_warning() -> None:
+    text = (
+        "name: q\n"
+        "remember: {vars: [langauge, name]}\n"
+        "routes:\n"
+        "  - if: \"message == 'x'\"\n"
+        "    flow: f\n"
+        "  - reply: hi\n"
+        "flows:\n"
+        "  f:\n"
+        "    - {ask: Which?, save: language}\n"
+        "    - {set: {mood: good}}\n"
+    )
+    _, problems = load_text(text, "q.yaml", {"ENGINE_STATE_SECRET": "s" * 32})
+    assert [str(p) for p in problems] == [
+        "q.yaml:2:19: warning: remember.vars[0]: 'langauge' is never saved, so it is never "
+        "remembered (did you mean 'language'?)",
+        "q.yaml:2:29: warning: remember.vars[1]: 'name' is never saved, so it is never "
+        "remembered (save it in a flow (`save:`, `set:` or a call's `extract:`))",
+    ]
+
+
 def test_limits_are_kept_narrowest_first(make_bot: MakeBot) -> None:
     bot = make_bot(
         """

@@ -81,7 +81,7 @@ def compile_bot(
         param_defaults=_param_defaults(spec.settings.parameter_controls),
         dependencies=dependencies(routes),
         limits=compile_limits(spec.limits, checker) if spec.limits else None,
-        remember=compile_memory(spec.remember) if spec.remember else None,
+        remember=compile_memory(spec.remember, spec, checker) if spec.remember else None,
         flows=flows,
         escapes=escapes,
         hosts=flow_compiler.policy,
