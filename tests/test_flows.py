@@ -424,6 +424,8 @@ def test_validate_checks_references_reachability_ends_and_reads() -> None:
         "bot.yaml:9:7: flows.a[4]: this step is never reached: no step of flow 'a' leads here "
         "(give it an `id` and `goto` it, or remove it)",
         "bot.yaml:9:13: flows.a[4].flow: unknown flow 'bee' (flows defined: a, b)",
+        "bot.yaml:11:5: warning: flows.b: flow 'b' is never started (start it from a route "
+        "(`flow: name`), an escape or another flow)",
         "bot.yaml:11:5: flows.b: flow 'b' can never end: from steps[0] every way leads back "
         "into the same steps (add an `end:` step, or a branch that reaches the last step)",
         "bot.yaml:11:7: warning: flows.b[0]: these steps can loop without asking the user "

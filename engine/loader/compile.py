@@ -67,7 +67,7 @@ def compile_bot(
     for index, route in enumerate(spec.routes):
         if isinstance(route, FlowRoute):
             flow_compiler.flow_ref(route.flow, ("routes", index, "flow"))
-    check_flows(checker, flows, flow_compiler.reads)
+    check_flows(checker, flows, flow_compiler.reads, flow_compiler.started)
     secret = environ.get(STATE_SECRET_VAR, "").strip() or None
     bot = CompiledBot(
         name=name,

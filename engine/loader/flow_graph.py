@@ -73,10 +73,18 @@ def check_flows(
     checker: SourceChecker,
     flows: Mapping[str, CompiledFlow],
     reads: Mapping[tuple[str, int], list[tuple[str, Loc]]],
+    started: set[str],
 ) -> None:
-    """Report unreachable steps, flows that cannot end, loops without a question, and
-    vars read before any step can have saved them."""
+    """Report unreachable steps, flows that cannot end, loops without a question, vars
+    read before any step can have saved them, and flows nothing starts (a warning)."""
     for flow in flows.values():
+        if flow.name not in started:
+            checker.report(
+                ("flows", flow.name),
+                f"flow '{flow.name}' is never started",
+                "start it from a route (`flow: name`), an escape or another flow",
+                warning=True,
+            )
         reachable = _reachable(flow)
         for index in range(len(flow.steps)):
             if index not in reachable:

@@ -65,6 +65,7 @@ class FlowCompiler:
         self.policy = self._policy(bot.allow_hosts) if bot.allow_hosts else None
         # (flow, step index) -> [(var, loc of the field reading it)]
         self.reads: dict[tuple[str, int], list[tuple[str, Loc]]] = {}
+        self.started: set[str] = set()  # every flow a route, an escape or a step starts
 
     def flows(self) -> dict[str, CompiledFlow]:
         return {name: self._flow(name, steps) for name, steps in self._bot.flows.items()}
@@ -97,7 +98,8 @@ class FlowCompiler:
         return CompiledCallRoute(loc_text(loc), condition, CompiledFlow(loc_text(loc), steps, ""))
 
     def flow_ref(self, name: str, loc: Loc) -> None:
-        """Report a reference to a flow that does not exist."""
+        """Note a flow started here; report it when it does not exist."""
+        self.started.add(name)
         if name not in self._bot.flows:
             known = sorted(self._bot.flows)
             hint = did_you_mean(name, known) or (
