@@ -520,3 +520,31 @@ tests:
     bot, problems = load_text(example + tests, "README.md", ENV)
     assert bot is not None, problems
     assert [r.failures for r in run_bot_tests(bot)] == [[]]
+
+
+def test_an_llm_step_reads_vars_and_the_flow_goes_on() -> None:
+    bot = make(
+        """
+        model: {provider: openai, name: gpt-4o-mini}
+        flows:
+          greet:
+            - ask: "Your name?"
+              save: name
+            - llm: {prompt: "Greet {{ vars.name }} in five words."}
+            - ask: "Anything else?"
+              save: more
+        routes:
+          - flow: greet
+        tests:
+          - turns:
+              - say: hi
+              - say: Ada
+                model_reply: Hello there Ada, welcome aboard.
+                expect:
+                  equals: "Hello there Ada, welcome aboard.\\n\\nAnything else?"
+                  prompt_contains: Greet Ada in five words.
+                  flow: greet
+        """,
+        {**ENV, "OPENAI_API_KEY": "sk-test"},
+    )
+    assert [r.failures for r in run_bot_tests(bot)] == [[]]
