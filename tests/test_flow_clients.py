@@ -57,3 +57,36 @@ def test_engine_chat_carries_the_state_from_turn_to_turn(tmp_path: Path) -> None
     for part in ("Which size?", "One large pizza on the way.", "Say order."):
         assert part in output
     assert output.index("Which size?") < output.index("One large") < output.index("Say order.")
+
+
+def test_bad_states_over_http_start_fresh_with_200(
+    tmp_path: Path, make_app: Callable[..., Flask]
+) -> None:
+    (tmp_path / "pizza.yaml").write_text(PIZZA)
+    (tmp_path / "twin.yaml").write_text(PIZZA)
+    client = make_app(tmp_path, {"ENGINE_STATE_SECRET": "x" * 32}).test_client()
+
+    def metadata_of(bot_name: str) -> str:
+        answer = client.post(f"/{bot_name}", json=query(user("order")), headers=JSON)
+        found: str = answer.get_json()["metadata"]
+        return found
+
+    good = metadata_of("pizza")
+    cases = {
+        "tampered": good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
+        "truncated": good[: len(good) - 10],
+        "oversized": good + "A" * 5000,
+        "from another bot": metadata_of("twin"),
+        "not text": "\udcff\x00",
+    }
+    for case, metadata in cases.items():
+        messages = [user("order"), bot("Which size?", metadata=metadata), user("large")]
+        response = client.post("/pizza", json=query(*messages))
+        assert response.status_code == 200, case
+        body = response.get_data(as_text=True)
+        assert '"text": "Say order."' in body and "event: done" in body, (case, body)
+    stale = [user("order"), bot("Which size?", metadata=good), user("large")]
+    (tmp_path / "pizza.yaml").write_text(PIZZA.replace("Which size?", "What size?"))
+    edited = make_app(tmp_path, {"ENGINE_STATE_SECRET": "x" * 32}).test_client()
+    body = edited.post("/pizza", json=query(*stale)).get_data(as_text=True)
+    assert '"text": "Say order."' in body
