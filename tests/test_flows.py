@@ -548,3 +548,27 @@ def test_an_llm_step_reads_vars_and_the_flow_goes_on() -> None:
         {**ENV, "OPENAI_API_KEY": "sk-test"},
     )
     assert [r.failures for r in run_bot_tests(bot)] == [[]]
+
+
+def test_a_step_with_two_actions_or_a_misspelt_one_is_named() -> None:
+    assert problems_of(
+        """
+        flows:
+          a:
+            - reply: hi
+              goto: top
+            - rely: hi
+            - ask: "q"
+              save: q
+              expect: {type: text, choices: [a]}
+        routes:
+          - flow: a
+        """
+    ) == [
+        "bot.yaml:4:7: flows.a[0]: a step needs exactly one of: ask, reply, llm, call, set, "
+        "goto, switch, flow, end (found goto and reply; split them into separate steps)",
+        "bot.yaml:6:7: flows.a[1]: a step needs exactly one of: ask, reply, llm, call, set, "
+        "goto, switch, flow, end (unknown key 'rely'; did you mean 'reply'?)",
+        "bot.yaml:9:15: flows.a[2].expect: `expect` needs exactly one of type, pattern or "
+        "choices",
+    ]

@@ -128,7 +128,6 @@ class FlowCompiler:
 
     def _step(self, step: spec.Step, loc: Loc) -> CompiledStep:
         at = loc_text(loc)
-        self._at = loc
         match step:
             case spec.AskStep():
                 return self._ask(step, loc)

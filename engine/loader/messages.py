@@ -124,6 +124,9 @@ def message_for(error: ErrorDetails) -> Reading:
     if kind == "route_action":
         present = sorted(value) if isinstance(value, dict) else []
         return Reading(str(error["msg"]), hint=_route_hint(present))
+    if kind == "step_action":
+        present = sorted(value) if isinstance(value, dict) else []
+        return Reading(str(error["msg"]), hint=_step_hint(present))
     return Reading(f"{error['msg'][0].lower()}{error['msg'][1:]}")
 
 
@@ -149,6 +152,19 @@ def _route_hint(present: list[str]) -> str | None:
     for key in present:
         hint = did_you_mean(key, ACTION_KEYS)
         if key not in known and hint:
+            return f"unknown key '{key}'; {hint}"
+    return None
+
+
+def _step_hint(present: list[str]) -> str | None:
+    from ..spec.flows import STEP_KEYS
+
+    actions = [key for key in present if key in STEP_KEYS]
+    if len(actions) > 1:
+        return "found " + " and ".join(actions) + "; split them into separate steps"
+    for key in present:
+        hint = did_you_mean(key, STEP_KEYS)
+        if key not in ("id", "if") and hint:
             return f"unknown key '{key}'; {hint}"
     return None
 

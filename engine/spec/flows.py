@@ -17,7 +17,6 @@ from .calls import Branch, CallSpec, FlowName, StepId, VarName
 from .routes import LLMAction
 
 STEP_KEYS = ("ask", "reply", "llm", "call", "set", "goto", "switch", "flow", "end")
-ANSWER_TYPES = ("text", "number", "integer", "email", "url", "date")
 
 
 class Expectation(StrictModel):
