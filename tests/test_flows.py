@@ -569,6 +569,5 @@ def test_a_step_with_two_actions_or_a_misspelt_one_is_named() -> None:
         "goto, switch, flow, end (found goto and reply; split them into separate steps)",
         "bot.yaml:6:7: flows.a[1]: a step needs exactly one of: ask, reply, llm, call, set, "
         "goto, switch, flow, end (unknown key 'rely'; did you mean 'reply'?)",
-        "bot.yaml:9:15: flows.a[2].expect: `expect` needs exactly one of type, pattern or "
-        "choices",
+        "bot.yaml:9:15: flows.a[2].expect: `expect` needs exactly one of type, pattern or choices",
     ]
