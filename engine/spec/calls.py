@@ -24,7 +24,9 @@ class Branch(StrictModel):
     )
     goto: StepId | None = Field(None, description="Continue at this step of the same flow.")
     flow: FlowName | None = Field(None, description="Start this flow instead.")
-    end: bool = Field(False, description="End the flow (the default without goto or flow).")
+    end: bool = Field(
+        False, description="End the flow (the default without goto or flow).", examples=[True]
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Branch:
@@ -43,7 +45,7 @@ class CallSpec(StrictModel):
         examples=["https://api.acme.example/orders/{{ vars.order_id }}"],
     )
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
-        "GET", description="The HTTP method."
+        "GET", description="The HTTP method.", examples=["POST"]
     )
     query: dict[str, Template] = Field(
         default_factory=dict,
@@ -62,7 +64,11 @@ class CallSpec(StrictModel):
         examples=[{"order": "{{ vars.order_id }}", "reason": "{{ vars.reason }}"}],
     )
     timeout: float = Field(
-        10.0, gt=0, le=60, description="Seconds for each try, the whole answer included."
+        10.0,
+        gt=0,
+        le=60,
+        description="Seconds for each try, the whole answer included.",
+        examples=[5],
     )
     retries: int = Field(
         2,
@@ -70,9 +76,14 @@ class CallSpec(StrictModel):
         le=5,
         description="Further tries after a timeout or 502-504 (GET, PUT, "
         "DELETE and HEAD only; never POST or PATCH).",
+        examples=[0],
     )
     max_bytes: int = Field(
-        262_144, gt=0, le=10_485_760, description="The longest answer read, in bytes."
+        262_144,
+        gt=0,
+        le=10_485_760,
+        description="The longest answer read, in bytes.",
+        examples=[1_048_576],
     )
     status: Template | None = Field(
         None,

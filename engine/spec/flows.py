@@ -73,14 +73,18 @@ class AskStep(_Step):
     )
     save: VarName = Field(description="The variable the answer is saved into.")
     expect: Expectation | None = Field(
-        None, description="What the answer must look like; default: any text."
+        None,
+        description="What the answer must look like; default: any text.",
+        examples=[{"type": "email"}, {"choices": ["Yes", "No"]}],
     )
     retry: Template | None = Field(
         None,
         description="Said when an answer does not fit, before the question is asked again.",
         examples=["Two letters and six digits, please."],
     )
-    tries: int = Field(3, ge=1, le=20, description="How many answers the user may give.")
+    tries: int = Field(
+        3, ge=1, le=20, description="How many answers the user may give.", examples=[2]
+    )
     on_fail: Branch | None = Field(
         None,
         description="What happens when the tries run out; default: an apology, flow ends.",
@@ -136,7 +140,10 @@ class Case(StrictModel):
     """One case of a `switch`: the first whose `if` holds is taken."""
 
     when: Expr | None = Field(
-        None, alias="if", description="JMESPath condition; none: always (the default case)."
+        None,
+        alias="if",
+        description="JMESPath condition; none: always (the default case).",
+        examples=["vars.confirmed == 'Yes'"],
     )
     goto: StepId = Field(description="The `id` of the step to continue at.")
 

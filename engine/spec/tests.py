@@ -55,7 +55,7 @@ class PromptMessage(StrictModel):
 class HttpReply(StrictModel):
     """The scripted answer to one `call` step: a status and JSON, or a failure."""
 
-    status: int = Field(200, ge=100, le=599, description="The HTTP status.")
+    status: int = Field(200, ge=100, le=599, description="The HTTP status.", examples=[200, 503])
     json_body: Any = Field(
         None,
         alias="json",
