@@ -571,3 +571,24 @@ def test_a_step_with_two_actions_or_a_misspelt_one_is_named() -> None:
         "goto, switch, flow, end (unknown key 'rely'; did you mean 'reply'?)",
         "bot.yaml:9:15: flows.a[2].expect: `expect` needs exactly one of type, pattern or choices",
     ]
+
+
+def test_a_secret_header_written_out_is_a_warning() -> None:
+    assert problems_of(
+        """
+        allow_hosts: [api.acme.example]
+        flows:
+          a:
+            - call:
+                url: "https://api.acme.example/x"
+                headers: {Authorization: "Bearer abc123", X-Trace: "1", X-Api-Key: "${K}"}
+        routes:
+          - flow: a
+        """
+    ) == [
+        "bot.yaml:7:34: warning: flows.a[0].call.headers.Authorization: the Authorization "
+        "header is written out in the file (keep secrets in the environment: write it like "
+        "'Bearer ${MY_API_TOKEN}')",
+        "bot.yaml:7:76: flows.a[0].call.headers.X-Api-Key: environment variable K is not set "
+        "(set it in the environment or in .env)",
+    ]

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 ENV_IN_TEXT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # `vars.name` or `vars['name']` in a template or a condition: what a step reads.
+# Headers that carry credentials: their values belong in the environment, not the file.
+SECRET_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password|cookie")
 VAR_READ = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 
 LLMCompiler = Callable[[LLMRoute, Loc, Condition | None], CompiledLLM]
@@ -233,6 +235,13 @@ class FlowCompiler:
 
     def _env_text(self, value: str, loc: Loc) -> str:
         """A header value with its `${VAR}` references read from the environment."""
+        if SECRET_HEADER.search(str(loc[-1])) and not ENV_IN_TEXT.search(value):
+            self._checker.report(
+                loc,
+                f"the {loc[-1]} header is written out in the file",
+                "keep secrets in the environment: write it like 'Bearer ${MY_API_TOKEN}'",
+                warning=True,
+            )
 
         def resolve(match: re.Match[str]) -> str:
             name = match.group(1)
