@@ -46,7 +46,7 @@ from engine.protocol.requests import parse_body, parse_query
 from engine.runtime import run
 from engine.store import Store
 
-from .procs import REPO, free_port
+from .procs import REPO, RESULTS, free_port
 from .regex import SHORT, body, per_turn_us, turn
 from .serve import ACCESS_KEY, BENCH, KEY_VAR
 
@@ -127,14 +127,16 @@ def best_us(call: Callable[[], Any], n: int, rounds: int) -> float:
 
 
 @contextmanager
-def redis_url(folder: Path) -> Iterator[str | None]:
-    """A redis-server on a free loopback port, or None when it is not installed."""
+def redis_url(folder: Path, cpus: str | None = None) -> Iterator[str | None]:
+    """A redis-server on a free loopback port (pinned to `cpus`), or None when it is not
+    installed."""
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
         return
     port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    command = [*pinned, binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(folder)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -172,6 +174,17 @@ def faq_with(extra: str) -> CompiledBot:
     bot, problems = load_text(text, "faq.yaml", {KEY_VAR: ACCESS_KEY})
     assert bot is not None, problems
     return bot
+
+
+def limited_bot_dir(port: int) -> Path:
+    """A fresh bots folder (under bench/results/) holding the faq bot with three limits, for
+    `bench.serve engine --limited`; its STATE_DIR is `state/` inside it."""
+    folder = RESULTS / "limited-bots" / str(port)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    faq = (BENCH / "bots" / "faq.yaml").read_text(encoding="utf-8")
+    (folder / "faq.yaml").write_text(faq + LIMITED, encoding="utf-8")
+    return folder
 
 
 def limited_turn(bot: CompiledBot, data: bytes, limiter: Limiter) -> Callable[[], bytes]:

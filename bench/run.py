@@ -1,4 +1,4 @@
-"""Every benchmark in one bounded run (about 5 minutes): `python -m bench.run [--only ...]`.
+"""Every benchmark in one bounded run (about 5.5 minutes): `python -m bench.run [--only ...]`.
 
 Servers run pinned to core 0 with one worker; the load generator runs pinned to core 1.
 Prints Markdown tables (paste them into bench/README.md) and writes the raw numbers to
@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from importlib.metadata import version
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import llm_streams as llm
+from .limits import redis_url
 from .procs import RESULTS, free_port, run_json, start_server, stop_server
 from .serve import ACCESS_KEY
 
@@ -182,6 +184,29 @@ def limits(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["limits"] = run_json(command, cpus=CLIENT_CPU, timeout=240)
 
 
+def limits_server(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The FAQ turn through the server, as row (c): plain, then with three limits counted in
+    the SQLite file and in Redis (pinned to the load generator's core)."""
+    rows: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp,
+        redis_url(Path(tmp), CLIENT_CPU) as url,
+    ):
+        runs: list[tuple[str, tuple[str, ...]]] = [
+            ("plain", ()),
+            ("limits, SQLite file", ("--limited",)),
+        ]
+        if url is not None:
+            runs.append(("limits, Redis", ("--limited", "--redis-url", url)))
+        for name, extra in runs:
+            server = serve("engine", *extra)
+            try:
+                rows[name] = load(server.port, "/faq", QUERY, "5-7 days", args)
+            finally:
+                stop_server(server)
+    results["limits_server"] = rows
+
+
 def llm_streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """bench.llm_streams: it pins its own processes (relay core 0 or both, client core 1)."""
     command = ["-m", "bench.llm_streams", "--streams", str(args.streams)]
@@ -246,6 +271,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += _regex_lines(results["regex"])
     if "limits" in results:
         lines += _limits_lines(results["limits"])
+    if "limits_server" in results:
+        lines += _limits_server_lines(results["limits_server"])
     if "llm_streams" in results:
         lines += ["", "Model streaming (bench.llm_streams):", ""]
         lines.append(llm.tables(results["llm_streams"]))
@@ -332,6 +359,24 @@ def _limits_lines(limits: dict[str, Any]) -> list[str]:
     ]
 
 
+def _limits_server_lines(rows: dict[str, Any]) -> list[str]:
+    plain = rows["plain"]
+    lines = [
+        "",
+        "FAQ turn through the server with three limits (core 0, 1 worker; Redis on core 1):",
+        "",
+        "| turn | req/s | × plain | TTFB p50 ms | TTFB p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['rps']:,.0f} | **{row['rps'] / plain['rps']:.2f}×** "
+            f"| {row['ttfb_p50_ms']:.1f} | {row['ttfb_p99_ms']:.1f} "
+            f"| {sum(row['errors'].values())} |"
+        )
+    return lines
+
+
 def _fairness_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
@@ -406,6 +451,7 @@ STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]
     "profile_turn": ("where a FAQ turn's time goes", profile_turn),
     "regex": ("regular expressions: RE2's cost per turn, hostile messages", regex),
     "limits": ("rate limits and remembered vars: cost per turn, per store", limits),
+    "limits_server": ("the FAQ turn through the server with limits, per store", limits_server),
     "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
     "profile_relay": ("where a relayed chunk's CPU goes", profile_relay),
 }

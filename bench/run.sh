@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, bounded (< 5.5 minutes): bench/run.sh [--duration 8] [--connections 100]
+# Every benchmark, bounded (< 6.5 minutes): bench/run.sh [--duration 8] [--connections 100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec timeout 330 .venv/bin/python -m bench.run "$@"
+exec timeout 380 .venv/bin/python -m bench.run "$@"

@@ -11,7 +11,9 @@ Targets (each answers POST on the path printed by `bench.run`):
   llm-fastapi  a fastapi_poe bot relaying it with openai.AsyncOpenAI, on uvicorn
 
 `--worker-class stock` swaps our worker back to gunicorn's own gevent worker, to show
-the keep-alive starvation that engine/worker.py fixes.
+the keep-alive starvation that engine/worker.py fixes. `--limited` gives the engine's faq
+bot three rate limits (bench.limits.LIMITED, never reached), counted in a SQLite file in a
+fresh STATE_DIR, or in Redis with `--redis-url`.
 """
 
 from __future__ import annotations
@@ -270,6 +272,8 @@ def main() -> None:
     parser.add_argument(
         "--pool-limit", type=int, help="llm targets: the openai SDK's connections per client"
     )
+    parser.add_argument("--limited", action="store_true", help="engine: faq with three limits")
+    parser.add_argument("--redis-url", help="engine --limited: count in this Redis")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -319,12 +323,18 @@ def main() -> None:
     bots_dir = BENCH / "bots"
     if args.target == "llm-engine":
         bots_dir = llm_bot_dir(args.upstream_port)
+    if args.limited:
+        from .limits import limited_bot_dir
+
+        bots_dir = limited_bot_dir(args.port)
     settings = Settings(
         host="127.0.0.1",
         port=args.port,
         bots_dir=bots_dir,
         web_concurrency=args.workers,
         log_level="warning",
+        state_dir=bots_dir / "state",
+        redis_url=args.redis_url,
     )
     if args.target == "flask":
         app = flask_echo_app()
