@@ -592,3 +592,25 @@ def test_a_secret_header_written_out_is_a_warning() -> None:
         "bot.yaml:7:76: flows.a[0].call.headers.X-Api-Key: environment variable K is not set "
         "(set it in the environment or in .env)",
     ]
+
+
+def test_reads_that_allow_a_missing_var_are_not_reported() -> None:
+    assert problems_of(
+        """
+            flows:
+              a:
+                - reply: "{{ vars.nick | default('friend') }}"
+                - reply: "{% if vars.seen is defined %}again{% endif %}{{ vars.get('x') }}"
+                - if: "vars.known"
+                  goto: done
+                - id: done
+                  reply: "{{ vars['other'] }}"
+            routes:
+              - flow: a
+            """
+    ) == [
+        "bot.yaml:6:11: flows.a[2].if: vars.known is read here before any step can have "
+        "saved it (save it first (`save:`, `set:` or a call's `extract:`))",
+        "bot.yaml:9:14: flows.a[3].reply: vars.other is read here before any step can have "
+        "saved it (save it first (`save:`, `set:` or a call's `extract:`))",
+    ]

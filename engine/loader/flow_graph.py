@@ -186,8 +186,9 @@ def _check_reads(
                         changed = True
                     if edge.target == END:
                         continue
-                    if not saved <= known.setdefault(edge.target, set()):
-                        known[edge.target] |= saved
+                    seen = edge.target in known
+                    if not seen or not saved <= known[edge.target]:
+                        known[edge.target] = known.get(edge.target, set()) | saved
                         todo.append(edge.target)
             before.update({(flow.name, i): s for i, s in known.items()})
     for (flow_name, index), found in sorted(reads.items()):

@@ -44,10 +44,15 @@ if TYPE_CHECKING:
     from ..outbound import HostPolicy, Origin
 
 ENV_IN_TEXT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# `vars.name` or `vars['name']` in a template or a condition: what a step reads.
 # Headers that carry credentials: their values belong in the environment, not the file.
 SECRET_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password|cookie")
-VAR_READ = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+# `vars.name` or `vars['name']` in a template or a condition: what a step reads. A read
+# that allows the var to be missing is not one: `vars.x | default(...)`, `vars.x is
+# defined`, and a method call such as `vars.get('x')`.
+VAR_READ = re.compile(
+    r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)\b|\[\s*['\"]([^'\"]+)['\"]\s*\])"
+    r"(?!\s*\(|\s*\|\s*default\b|\s+is\s+(?:not\s+)?defined\b)"
+)
 
 LLMCompiler = Callable[[LLMRoute, Loc, Condition | None], CompiledLLM]
 
