@@ -614,3 +614,13 @@ def test_reads_that_allow_a_missing_var_are_not_reported() -> None:
         "bot.yaml:9:14: flows.a[3].reply: vars.other is read here before any step can have "
         "saved it (save it first (`save:`, `set:` or a call's `extract:`))",
     ]
+
+
+def test_a_flow_of_thousands_of_steps_is_checked_without_recursion() -> None:
+    jumps = "\n".join(f"    - id: s{i}\n      goto: s{i + 1}" for i in range(2000))
+    text = f"flows:\n  a:\n{jumps}\n    - id: s2000\n      goto: s0\nroutes:\n  - flow: a\n"
+    _, problems = load_text(text, "bot.yaml", ENV)
+    assert [p.message.split(":")[0] for p in problems] == [
+        "flow 'a' can never end",
+        "these steps can loop without asking the user anything",
+    ]

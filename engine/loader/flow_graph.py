@@ -110,14 +110,20 @@ def _reachable(flow: CompiledFlow) -> set[int]:
 
 def _check_ends(checker: SourceChecker, flow: CompiledFlow, reachable: set[int]) -> None:
     """Every reachable step must have a way to the end (or to another flow)."""
-    ending: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for index in reachable - ending:
-            if any(e.target == END or e.target in ending for e in edges(flow.steps, index)):
-                ending.add(index)
-                changed = True
+    before: dict[int, list[int]] = {index: [] for index in reachable}
+    todo = []
+    for index in reachable:
+        for edge in edges(flow.steps, index):
+            if edge.target == END:
+                todo.append(index)
+            else:
+                before[edge.target].append(index)
+    ending = set(todo)
+    while todo:  # backwards from the steps that end, to every step that leads to one
+        for earlier in before[todo.pop()]:
+            if earlier not in ending:
+                ending.add(earlier)
+                todo.append(earlier)
     stuck = sorted(reachable - ending)
     if stuck:
         checker.report(
@@ -136,28 +142,38 @@ def _check_loops(checker: SourceChecker, flow: CompiledFlow, reachable: set[int]
         i: [e.target for e in edges(steps, i) if e.target != END and not e.pauses]
         for i in reachable
     }
-    state: dict[int, int] = {}  # 1: on the path, 2: done
+    loop = _first_cycle(graph)
+    if loop is not None:
+        checker.report(
+            ("flows", flow.name, loop),
+            "these steps can loop without asking the user anything: a turn stops "
+            "after 100 steps with an error",
+            "put an `ask:` in the loop, or make sure its condition turns false",
+            warning=True,
+        )
 
-    def visit(node: int) -> int | None:
-        state[node] = 1
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
+
+def _first_cycle(graph: dict[int, list[int]]) -> int | None:
+    """A step on a cycle of `graph`, found depth first without recursion (a flow may have
+    thousands of steps)."""
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph):
+        if start in state:
+            continue
+        state[start] = 1
+        stack = [(start, iter(graph[start]))]
+        while stack:
+            node, successors = stack[-1]
+            nxt = next(successors, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
                 return nxt
-            if nxt not in state and (found := visit(nxt)) is not None:
-                return found
-        state[node] = 2
-        return None
-
-    for start in sorted(reachable):
-        if start not in state and (loop := visit(start)) is not None:
-            checker.report(
-                ("flows", flow.name, loop),
-                "these steps can loop without asking the user anything: a turn stops "
-                "after 100 steps with an error",
-                "put an `ask:` in the loop, or make sure its condition turns false",
-                warning=True,
-            )
-            return
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(graph[nxt])))
+    return None
 
 
 def _check_reads(
