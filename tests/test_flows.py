@@ -624,3 +624,12 @@ def test_a_flow_of_thousands_of_steps_is_checked_without_recursion() -> None:
         "flow 'a' can never end",
         "these steps can loop without asking the user anything",
     ]
+
+
+@pytest.mark.parametrize(
+    "metadata", ["1.\udcff.AAAA", "1..", "1.e30.\x00", "1." + "[" * 3000 + ".AA", ".", "1.a.b.c"]
+)
+def test_decoding_never_raises(metadata: str) -> None:
+    key = state_key("pizza", "secret", None)
+    state, reason = decode(metadata, "pizza", key)
+    assert state is None and reason
