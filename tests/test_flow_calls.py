@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from engine.compiled import CompiledBot
-from engine.outbound import fetch
-from engine.protocol.events import Event, Replace, Text
+from engine.outbound import OutboundResponse, fetch
+from engine.protocol.events import Error, Event, Replace, Text
 from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.protocol.transcript import Transcript
 from engine.runtime import run
-from engine.runtime.flows import CALL_FAILED
+from engine.runtime.flows import CALL_FAILED, UNSTORABLE
 from engine.runtime.scope import FlowTrace
 
 from ._poe import query, user
@@ -226,3 +226,29 @@ def test_a_route_can_call_and_answer_from_what_it_extracted(api: int) -> None:
     assert (answer.text, answer.metadata) == ("Order AB123456 is delivered.", None)
     assert Text("Looking up AB123456…") in events
     assert Transcript.of(turn(bot, "hi")[0]).text == "Send an order number."
+
+
+def test_a_value_json_cannot_carry_ends_the_flow_with_a_message(
+    api: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    def nan(request: Any, policy: Any) -> OutboundResponse:
+        return OutboundResponse(200, {}, b'{"total": NaN}', "GET", request.url, 0.0)
+
+    bot = compile_bot(
+        """
+        allow_hosts: [api.acme.example]
+        flows:
+          a:
+            - call: {url: "https://api.acme.example/x", extract: {total: total}}
+            - ask: "Pay {{ vars.total }}?"
+              save: ok
+        routes:
+          - flow: a
+        """,
+        ENV,
+    )
+    events, _ = turn(bot, "go", fetcher=nan)
+    answer = Transcript.of(events)
+    assert (answer.text, answer.metadata) == ("", None)
+    assert answer.error == Error(UNSTORABLE)
+    assert "a var cannot be kept as JSON" in caplog.text

@@ -47,6 +47,10 @@ TOO_MUCH = (
     "Sorry, this conversation holds too much to continue, so it has stopped here. "
     "Please start again with shorter answers."
 )
+UNSTORABLE = (
+    "Sorry, this conversation holds a value this bot cannot keep, so it has stopped here. "
+    "Please start again."
+)
 GAVE_UP = "Sorry, that didn't work out. Let's leave it there for now."
 CALL_FAILED = "Sorry, a service this bot relies on did not answer. Please try again later."
 BROKEN_CONDITION = "Sorry, this bot could not decide how to go on. Its creator has been told."
@@ -214,8 +218,8 @@ class FlowRunner:
         question = step.question.render(self.scope.context)
         state = FlowState(flow.name, index, flow.digest, dict(self.vars), tries)
         metadata = self._signed(state)
-        if metadata is None:
-            yield Error(TOO_MUCH, allow_retry=False)
+        if isinstance(metadata, Error):
+            yield metadata
             return
         yield self._say(question)
         for choice in step.check.choices:
@@ -224,19 +228,19 @@ class FlowRunner:
 
     def _pause(self, state: FlowState) -> Iterator[Event]:
         metadata = self._signed(state)
-        if metadata is None:
-            yield Error(TOO_MUCH, allow_retry=False)
-            return
-        yield self._paused(state, metadata)
+        yield metadata if isinstance(metadata, Error) else self._paused(state, metadata)
 
-    def _signed(self, state: FlowState) -> str | None:
-        """The metadata, or None (logged) when it would be too large."""
+    def _signed(self, state: FlowState) -> str | Error:
+        """The metadata, or the error that ends the flow (logged) when it cannot be kept."""
         try:
             return encode(state, self.bot.name, self.bot.state_key)
         except StateTooLarge as exc:
-            log.warning("bot %s: flow '%s' stopped: %s", self.bot.name, state.flow, exc)
-            self.stopped = True
-            return None
+            problem, text = str(exc), TOO_MUCH
+        except (TypeError, ValueError) as exc:  # NaN or Infinity from an API's JSON
+            problem, text = f"a var cannot be kept as JSON ({exc})", UNSTORABLE
+        log.warning("bot %s: flow '%s' stopped: %s", self.bot.name, state.flow, problem)
+        self.stopped = True
+        return Error(text, allow_retry=False)
 
     def _paused(self, state: FlowState, metadata: str) -> Data:
         self.paused = True
