@@ -177,6 +177,10 @@ def regex(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["regex"] = run_json(["-m", "bench.regex"], cpus=CLIENT_CPU, timeout=120)
 
 
+def flows(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["flows"] = run_json(["-m", "bench.flows"], cpus=CLIENT_CPU, timeout=120)
+
+
 def limits(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """bench.limits: in-process costs pinned to core 1; its contended rows start their own
     processes, and a redis-server when one is installed."""
@@ -269,6 +273,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         ]
     if "regex" in results:
         lines += _regex_lines(results["regex"])
+    if "flows" in results:
+        lines += _flows_lines(results["flows"])
     if "limits" in results:
         lines += _limits_lines(results["limits"])
     if "limits_server" in results:
@@ -327,6 +333,18 @@ def _regex_lines(regex: dict[str, Any]) -> list[str]:
         f"Slowest single match of a hostile message on RE2 (target < 10 ms): "
         f"**{regex['hostile_worst_ms']:g} ms**; Python's re on '(a+)+$': {python_re}.",
         f"Slow end of linear (a long counted repetition): {slow}.",
+    ]
+
+
+def _flows_lines(flows: dict[str, Any]) -> list[str]:
+    turns = ", ".join(f"{name} {us:g} µs" for name, us in flows["turn_us"].items())
+    ratios = ", ".join(f"{name} **{ratio:.2f}×**" for name, ratio in flows["ratio"].items())
+    state = flows["state_us"]
+    return [
+        "",
+        f"Flow turns (bench.flows), in-process: {turns}; turns/s ratios (target: flow ≥ 0.8× "
+        f"the plain faq turn): {ratios}; state encode {state['encode']:g} µs, decode "
+        f"{state['decode']:g} µs.",
     ]
 
 
@@ -450,6 +468,7 @@ STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]
     "load_bots": ("load 1,000 bots", load_bots),
     "profile_turn": ("where a FAQ turn's time goes", profile_turn),
     "regex": ("regular expressions: RE2's cost per turn, hostile messages", regex),
+    "flows": ("flow turns: verifying and signing the state, against plain turns", flows),
     "limits": ("rate limits and remembered vars: cost per turn, per store", limits),
     "limits_server": ("the FAQ turn through the server with limits, per store", limits_server),
     "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
