@@ -181,32 +181,8 @@ def _check_reads(
     flows: Mapping[str, CompiledFlow],
     reads: Mapping[tuple[str, int], list[tuple[str, Loc]]],
 ) -> None:
-    """May-analysis: the vars some path can have saved before each step. A flow starts
-    with the vars of every flow that can start it (vars are shared); routes start with
-    none."""
-    entry: dict[str, set[str]] = {name: set() for name in flows}
-    before: dict[tuple[str, int], set[str]] = {}
-    changed = True
-    while changed:
-        changed = False
-        for flow in flows.values():
-            known = {0: set(entry[flow.name])}
-            todo = [0]
-            while todo:
-                index = todo.pop()
-                for edge in edges(flow.steps, index):
-                    saved = known[index] | edge.saves
-                    grows = edge.flow in entry and not saved <= entry[str(edge.flow)]
-                    if edge.flow is not None and grows:
-                        entry[edge.flow] |= saved
-                        changed = True
-                    if edge.target == END:
-                        continue
-                    seen = edge.target in known
-                    if not seen or not saved <= known[edge.target]:
-                        known[edge.target] = known.get(edge.target, set()) | saved
-                        todo.append(edge.target)
-            before.update({(flow.name, i): s for i, s in known.items()})
+    """Report the first var each step reads that no path to it can have saved."""
+    before = _may_have_saved(flows)
     for (flow_name, index), found in sorted(reads.items()):
         could = before.get((flow_name, index))
         if could is None:
@@ -219,3 +195,31 @@ def _check_reads(
                     "save it first (`save:`, `set:` or a call's `extract:`)",
                 )
                 break
+
+
+def _may_have_saved(flows: Mapping[str, CompiledFlow]) -> dict[tuple[str, int], set[str]]:
+    """May-analysis: the vars some path can have saved before each reachable step. A flow
+    starts with the vars of every flow that can start it (vars are shared); routes start
+    with none. Sets only grow, so the passes end."""
+    entry: dict[str, set[str]] = {name: set() for name in flows}
+    before: dict[tuple[str, int], set[str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for flow in flows.values():
+            known = {0: set(entry[flow.name])}
+            todo = [0]
+            while todo:
+                index = todo.pop()
+                for edge in edges(flow.steps, index):
+                    saved = known[index] | edge.saves
+                    if edge.flow in entry and not saved <= entry[str(edge.flow)]:
+                        entry[str(edge.flow)] |= saved
+                        changed = True
+                    if edge.target == END:
+                        continue
+                    if edge.target not in known or not saved <= known[edge.target]:
+                        known[edge.target] = known.get(edge.target, set()) | saved
+                        todo.append(edge.target)
+            before.update({(flow.name, i): s for i, s in known.items()})
+    return before
