@@ -23,6 +23,7 @@ from engine.protocol.transcript import Transcript
 from engine.runtime import run
 from engine.runtime.answers import read_answer
 from engine.runtime.flows import LOOPING, TOO_MUCH
+from engine.runtime.scope import FlowTrace
 from engine.state import MAX_METADATA, SIGNATURE_BYTES, FlowState, _sign, decode, encode, state_key
 from engine.testing import run_bot_tests
 
@@ -633,3 +634,14 @@ def test_decoding_never_raises(metadata: str) -> None:
     key = state_key("pizza", "secret", None)
     state, reason = decode(metadata, "pizza", key)
     assert state is None and reason
+
+
+def test_starting_over_forgets_the_stopped_flows_vars() -> None:
+    chat = Chat(make(BOOKING))
+    chat.say("book")
+    chat.say("2")
+    chat.messages.append(user("start over"))
+    trace = FlowTrace()
+    request = parse_query(query(*chat.messages))
+    list(guarded(run(chat.bot, request, NOW, trace=trace), "booking"))
+    assert (trace.vars, trace.running) == ({}, "book")

@@ -126,7 +126,7 @@ def _resumed(
             yield refusal
         elif escape is not None:
             reply = escape.reply.render(scope.context) if escape.reply else None
-            yield from runner.escape(reply, escape.flow)
+            yield from runner.escape(reply, escape.flow, state)
         else:
             yield from runner.resume(state)
     except RunError as exc:

@@ -134,10 +134,14 @@ class FlowRunner:
         position = yield from self._follow(flow, step.on_fail, GAVE_UP)
         yield from self._run(position)
 
-    def escape(self, reply: str | None, flow: str | None) -> Iterator[Event]:
+    def escape(self, reply: str | None, flow: str | None, state: FlowState) -> Iterator[Event]:
+        """Stop the running flow: say the escape's reply, then start its flow afresh, without
+        the stopped flow's vars (as a route would)."""
         if reply:
             yield self._say(reply)
         if flow is not None:
+            for name in state.vars:
+                self.vars.pop(name, None)
             yield from self.start(flow)
         else:
             self._trace(None)
