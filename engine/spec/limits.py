@@ -8,10 +8,18 @@ from pydantic import Field
 
 from ._base import StrictModel
 
+
+def _any_case(word: str) -> str:
+    """`[sS][eE]...`: JSON Schema's patterns have no flag for case (`limits` ignores it)."""
+    return "".join(f"[{letter}{letter.upper()}]" for letter in word)
+
+
 # The loader reads each one with engine.limits.parse_limit, which says what is wrong with
 # it; the pattern is for editors only (a pydantic pattern would give a vaguer message).
+PERIODS = ("second", "minute", "hour", "day", "month", "year")
 LIMIT_PATTERN = (
-    r"^\s*[0-9]+\s*(/|\s+per\s+)\s*([0-9]+\s+)?(second|minute|hour|day|month|year)s?\s*$"
+    rf"^\s*[0-9]+\s*(/|\s+{_any_case('per')}\s+)\s*([0-9]+\s+)?"
+    rf"({'|'.join(_any_case(period) for period in PERIODS)})[sS]?\s*$"
 )
 Limit = Annotated[
     str,
