@@ -199,6 +199,8 @@ class AnswerCheck:
 
 @dataclass(frozen=True)
 class AskStep:
+    """`ask`: a question; the next message, checked, is saved into `vars[save]`."""
+
     loc: str
     question: Renderable
     save: str
@@ -210,12 +212,16 @@ class AskStep:
 
 @dataclass(frozen=True)
 class ReplyStep:
+    """`reply`: a template said, then the next step."""
+
     loc: str
     text: Renderable
 
 
 @dataclass(frozen=True)
 class LLMStep:
+    """`llm`: a model's answer, streamed, then the next step."""
+
     loc: str
     llm: CompiledLLM
 
@@ -226,6 +232,8 @@ Body = Renderable | dict[str, "Body"] | list["Body"] | int | float | bool | None
 
 @dataclass(frozen=True)
 class CallStep:
+    """`call`: one outside HTTP request; `extract` saves from its JSON answer."""
+
     loc: str
     method: str
     url: Renderable  # values filled in are percent-encoded
@@ -243,6 +251,8 @@ class CallStep:
 
 @dataclass(frozen=True)
 class SetStep:
+    """`set`: vars from templates (text) or JMESPath conditions (any JSON)."""
+
     loc: str
     values: tuple[tuple[str, Renderable | Condition], ...]
 
@@ -257,12 +267,16 @@ class JumpStep:
 
 @dataclass(frozen=True)
 class StartFlowStep:
+    """`flow`: another flow from its first step."""
+
     loc: str
     flow: str
 
 
 @dataclass(frozen=True)
 class EndStep:
+    """`end`: the flow ends, with a last message or none."""
+
     loc: str
     text: Renderable | None
 
