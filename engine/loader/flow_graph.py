@@ -38,6 +38,7 @@ class Edge:
 
 
 def edges(steps: tuple[CompiledStep, ...], index: int) -> list[Edge]:
+    """Every way on from step `index`: the next step, a jump, a branch, or the end."""
     step = steps[index]
     after = index + 1 if index + 1 < len(steps) else END
     match step:

@@ -75,9 +75,11 @@ class FlowCompiler:
         self.started: set[str] = set()  # every flow a route, an escape or a step starts
 
     def flows(self) -> dict[str, CompiledFlow]:
+        """Every flow, compiled; problems go to the checker."""
         return {name: self._flow(name, steps) for name, steps in self._bot.flows.items()}
 
     def escapes(self) -> tuple[CompiledEscape, ...]:
+        """The escapes, compiled, with their flows checked."""
         compiled = []
         for index, escape in enumerate(self._bot.escapes):
             loc: Loc = ("escapes", index)

@@ -109,6 +109,7 @@ class FlowRunner:
         self.before = dict(self.vars)  # recalled and carried: what the turn changes is kept
 
     def start(self, name: str) -> Iterator[Event]:
+        """Start the named flow (a `flow:` route)."""
         yield from self.run(self.bot.flows[name])
 
     def run(self, flow: CompiledFlow) -> Iterator[Event]:
