@@ -351,3 +351,41 @@ def test_flows_keep_remembered_vars_and_count_outside_calls() -> None:
         ("a flow's remembered vars come back in the next conversation, the others do not", []),
         ("outside calls are counted per user", []),
     ]
+
+
+def test_an_escape_to_another_flow_keeps_the_remembered_vars() -> None:
+    text = """
+name: esc
+remember: {vars: [language]}
+escapes:
+  - {if: "message == 'cancel'", flow: other}
+routes:
+  - if: "message == 'language'"
+    flow: language
+  - if: "message == 'order'"
+    flow: order
+  - reply: "{{ vars | dictsort }}"
+flows:
+  language:
+    - {ask: Which language?, save: language, expect: {choices: [English, Português]}}
+    - reply: Saved.
+  order:
+    - {ask: Your order number?, save: order_id}
+    - reply: "Order {{ vars.order_id }}."
+  other:
+    - reply: >-
+        Stopped; language {{ vars.get('language', 'unset') }},
+        order {{ vars.get('order_id', 'none') }}.
+tests:
+  - turns:
+      - say: language
+      - say: Português
+        expect: {equals: Saved.}
+      - say: order
+        expect: {equals: Your order number?}
+      - say: cancel
+        expect: {equals: "Stopped; language Português, order none."}
+"""
+    bot, problems = load_text(text, "esc.yaml", {})
+    assert bot is not None, problems
+    assert [r.failures for r in run_bot_tests(bot)] == [[]]

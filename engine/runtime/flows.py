@@ -141,8 +141,10 @@ class FlowRunner:
         if reply:
             yield self._say(reply)
         if flow is not None:
+            kept = self.bot.remember.names if self.bot.remember else frozenset()
             for name in state.vars:
-                self.vars.pop(name, None)
+                if name not in kept:  # remembered vars stay, as for a route's flow
+                    self.vars.pop(name, None)
             yield from self.start(flow)
         else:
             self._trace(None)
