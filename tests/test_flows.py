@@ -15,6 +15,7 @@ import pytest
 from engine.compiled import AnswerCheck, CompiledBot
 from engine.errors import place
 from engine.loader import load_text
+from engine.loader.var_reads import condition_reads, template_reads
 from engine.patterns import compile_pattern
 from engine.protocol.events import Data, Error, Event, Suggest, Text
 from engine.protocol.guard import guarded
@@ -645,3 +646,31 @@ def test_starting_over_forgets_the_stopped_flows_vars() -> None:
     request = parse_query(query(*chat.messages))
     list(guarded(run(chat.bot, request, NOW, trace=trace), "booking"))
     assert (trace.vars, trace.running) == ({}, "book")
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("{{ vars.a }} and {{ vars['b'] }} and {{ vars.c.d }}", ["a", "b", "c"]),
+        ("{{ vars.a | default('x') }}{% if vars.b is defined %}{% endif %}", []),
+        ("{% if vars.b is not defined %}{% endif %}{{ vars.get('c') }}", []),
+        ("{{ 'vars.a is text' }} {# vars.b #}", []),
+        ("{% for v in vars.items %}{{ v }}{% endfor %}", ["items"]),
+        ("{{ broken", []),
+    ],
+)
+def test_the_vars_a_template_reads(source: str, reads: list[str]) -> None:
+    assert template_reads(source) == reads
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("vars.a == 'x' && lower(vars.b.c)", ["a", "b"]),
+        ('vars."odd name" || message', ["odd name"]),
+        ("contains(['vars.a'], message)", []),
+        ("vars", []),
+    ],
+)
+def test_the_vars_a_condition_reads(source: str, reads: list[str]) -> None:
+    assert condition_reads(source) == reads

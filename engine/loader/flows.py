@@ -38,6 +38,7 @@ from ..spec.routes import CallRoute, LLMRoute
 from ..templates import Renderable
 from .checker import SourceChecker
 from .locate import loc_text
+from .var_reads import condition_reads, template_reads
 from .yaml_marks import Loc
 
 if TYPE_CHECKING:
@@ -46,14 +47,6 @@ if TYPE_CHECKING:
 ENV_IN_TEXT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Headers that carry credentials: their values belong in the environment, not the file.
 SECRET_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password|cookie")
-# `vars.name` or `vars['name']` in a template or a condition: what a step reads. A read
-# that allows the var to be missing is not one: `vars.x | default(...)`, `vars.x is
-# defined`, and a method call such as `vars.get('x')`.
-VAR_READ = re.compile(
-    r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)\b|\[\s*['\"]([^'\"]+)['\"]\s*\])"
-    r"(?!\s*\(|\s*\|\s*default\b|\s+is\s+(?:not\s+)?defined\b)"
-)
-
 LLMCompiler = Callable[[LLMRoute, Loc, Condition | None], CompiledLLM]
 
 
@@ -147,7 +140,7 @@ class FlowCompiler:
                 llm = replace(self._llm(route, loc, None), suggest=())
                 for name, renderable in (("system", llm.system), ("prompt", llm.prompt)):
                     if renderable is not None:
-                        self._note_reads(renderable.source, (*loc, "llm", name))
+                        self._note_reads(template_reads(renderable.source), (*loc, "llm", name))
                 return LLMStep(at, llm)
             case spec.CallStep():
                 return self._call(step.call, loc)
@@ -222,7 +215,7 @@ class FlowCompiler:
         )
 
     def _url(self, source: str, loc: Loc) -> Renderable:
-        self._note_reads(source, loc)
+        self._note_reads(template_reads(source), loc)
         return self._checker.url_template(source, loc)
 
     def _origin(self, source: str, loc: Loc) -> Origin:
@@ -301,20 +294,20 @@ class FlowCompiler:
         return 0
 
     def _template(self, source: str, loc: Loc) -> Renderable:
-        self._note_reads(source, loc)
+        self._note_reads(template_reads(source), loc)
         return self._checker.template(source, loc)
 
     def _condition(self, source: str | None, loc: Loc) -> Condition | None:
         if source is not None:
-            self._note_reads(source, loc)
+            self._note_reads(condition_reads(source), loc)
         return self._checker.condition(source, loc)
 
-    def _note_reads(self, source: str, loc: Loc) -> None:
+    def _note_reads(self, names: list[str], loc: Loc) -> None:
+        """Record the vars a step's field reads, for the read-before-saved check."""
         if len(loc) < 3 or loc[0] != "flows":
             return
         key = (str(loc[1]), int(loc[2]))
-        for match in VAR_READ.finditer(source):
-            self.reads.setdefault(key, []).append((match.group(1) or match.group(2), loc))
+        self.reads.setdefault(key, []).extend((name, loc) for name in names)
 
     def _policy(self, entries: list[str]) -> HostPolicy:
         from ..outbound import HostPolicy
