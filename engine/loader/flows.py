@@ -35,7 +35,7 @@ from ..spec import flows as spec
 from ..spec.calls import Branch as SpecBranch
 from ..spec.calls import CallSpec
 from ..spec.routes import CallRoute, LLMRoute
-from ..templates import Renderable
+from ..templates import JinjaTemplate, Renderable
 from .checker import SourceChecker
 from .locate import loc_text
 from .var_reads import condition_reads, template_reads
@@ -139,7 +139,7 @@ class FlowCompiler:
                 route = LLMRoute.model_construct(llm=step.llm, suggest=None, when=None)
                 llm = replace(self._llm(route, loc, None), suggest=())
                 for name, renderable in (("system", llm.system), ("prompt", llm.prompt)):
-                    if renderable is not None:
+                    if isinstance(renderable, JinjaTemplate):
                         self._note_reads(template_reads(renderable.source), (*loc, "llm", name))
                 return LLMStep(at, llm)
             case spec.CallStep():
@@ -215,8 +215,10 @@ class FlowCompiler:
         )
 
     def _url(self, source: str, loc: Loc) -> Renderable:
-        self._note_reads(template_reads(source), loc)
-        return self._checker.url_template(source, loc)
+        compiled = self._checker.url_template(source, loc)
+        if isinstance(compiled, JinjaTemplate):
+            self._note_reads(template_reads(source), loc)
+        return compiled
 
     def _origin(self, source: str, loc: Loc) -> Origin:
         from ..outbound import Origin, template_origin
@@ -294,13 +296,16 @@ class FlowCompiler:
         return 0
 
     def _template(self, source: str, loc: Loc) -> Renderable:
-        self._note_reads(template_reads(source), loc)
-        return self._checker.template(source, loc)
+        compiled = self._checker.template(source, loc)
+        if isinstance(compiled, JinjaTemplate):  # not plain text, nor one with an error
+            self._note_reads(template_reads(source), loc)
+        return compiled
 
     def _condition(self, source: str | None, loc: Loc) -> Condition | None:
-        if source is not None:
-            self._note_reads(condition_reads(source), loc)
-        return self._checker.condition(source, loc)
+        compiled = self._checker.condition(source, loc)
+        if compiled is not None:  # None: no condition, or one with an error
+            self._note_reads(condition_reads(compiled.source), loc)
+        return compiled
 
     def _note_reads(self, names: list[str], loc: Loc) -> None:
         """Record the vars a step's field reads, for the read-before-saved check."""

@@ -20,7 +20,7 @@ def template_reads(source: str) -> list[str]:
     """The vars a (checked) template reads, in order of appearance."""
     try:
         tree = _PARSER.parse(source)
-    except jinja2.TemplateSyntaxError:
+    except (jinja2.TemplateSyntaxError, RecursionError):
         return []  # reported where the template is compiled
     allowed = {id(node.node) for node in tree.find_all(nodes.Filter) if node.name == "default"}
     allowed |= {id(node.node) for node in tree.find_all(nodes.Test) if node.name == "defined"}
@@ -42,8 +42,8 @@ def condition_reads(source: str) -> list[str]:
     """The vars a (checked) JMESPath expression reads: `vars.x`, `vars."x"`."""
     try:
         tree = jmespath.compile(source).parsed
-    except jmespath.exceptions.JMESPathError:
-        return []
+    except (jmespath.exceptions.JMESPathError, RecursionError):
+        return []  # reported where the condition is compiled
     return list(_subexpression_reads(tree))
 
 
