@@ -674,3 +674,36 @@ def test_the_vars_a_template_reads(source: str, reads: list[str]) -> None:
 )
 def test_the_vars_a_condition_reads(source: str, reads: list[str]) -> None:
     assert condition_reads(source) == reads
+
+
+def test_branches_goto_another_step_or_start_another_flow() -> None:
+    bot = make(
+        """
+        flows:
+          main:
+            - ask: "Pick a number"
+              save: n
+              expect: {type: integer}
+              tries: 1
+              on_fail: {reply: "Let's pick for you.", goto: chosen}
+            - id: chosen
+              set: {double: {expr: "sum([vars.n || `21`, vars.n || `21`])"}}
+            - reply: "Twice is {{ vars.double }}."
+            - flow: second
+          second:
+            - ask: "Your email?"
+              save: email
+              expect: {type: email}
+              tries: 1
+              on_fail: {flow: main}
+            - end: "Thanks, {{ vars.email }}."
+        routes:
+          - flow: main
+        """
+    )
+    chat = Chat(bot)
+    chat.say("go")
+    assert chat.say("abc").text == "Let's pick for you.\n\nTwice is 42.\n\nYour email?"
+    assert chat.say("nope").text == "Pick a number"
+    chat.say("5")
+    assert chat.say("a@b.example").text == "Thanks, a@b.example."
