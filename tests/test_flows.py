@@ -707,3 +707,33 @@ def test_branches_goto_another_step_or_start_another_flow() -> None:
     assert chat.say("nope").text == "Pick a number"
     chat.say("5")
     assert chat.say("a@b.example").text == "Thanks, a@b.example."
+
+
+def test_flows_that_start_each_other_without_asking_are_a_warning() -> None:
+    looping = """
+        flows:
+          a:
+            - reply: in a
+            - flow: b
+          b:
+            - if: "message == 'again'"
+              goto: again
+            - ask: Which?
+              save: which
+            - id: again
+              flow: a
+        routes:
+          - flow: a
+        """
+    bot, problems = load_text(textwrap.dedent(looping), "loop.yaml", ENV)
+    assert bot is not None
+    assert [str(p) for p in problems] == [
+        "loop.yaml:4:5: warning: flows.a: flow 'a' can start itself again through `flow:` "
+        "steps without asking the user anything: a turn stops after 100 steps with an error "
+        "(put an `ask:` before one of those `flow:` steps)"
+    ]
+    # With the question on the way, the loop waits for the user each time round.
+    asking = looping.replace(
+        "- if: \"message == 'again'\"\n              goto: again\n            ", ""
+    )
+    assert load_text(textwrap.dedent(asking), "loop.yaml", ENV)[1] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 from ..compiled import (
     AskStep,
@@ -24,6 +24,7 @@ from .checker import SourceChecker
 from .yaml_marks import Loc
 
 END = -1  # the flow ends (or hands over to another flow)
+T = TypeVar("T", int, str)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def check_flows(
                 )
         _check_ends(checker, flow, reachable)
         _check_loops(checker, flow, reachable)
+    _check_flow_loops(checker, flows)
     _check_reads(checker, flows, reads)
 
 
@@ -154,10 +156,46 @@ def _check_loops(checker: SourceChecker, flow: CompiledFlow, reachable: set[int]
         )
 
 
-def _first_cycle(graph: dict[int, list[int]]) -> int | None:
+def _check_flow_loops(checker: SourceChecker, flows: Mapping[str, CompiledFlow]) -> None:
+    """Flows that start one another, round to the first, without asking anything on the
+    way: one turn would run them until the per-turn step limit. A warning, like a loop
+    inside one flow, since a condition may break it."""
+    started = {name: sorted(_started_without_asking(flow)) for name, flow in flows.items()}
+    graph = {
+        name: [other for other in targets if other in flows] for name, targets in started.items()
+    }
+    loop = _first_cycle(graph)
+    if loop is not None:
+        checker.report(
+            ("flows", loop),
+            f"flow '{loop}' can start itself again through `flow:` steps without asking "
+            "the user anything: a turn stops after 100 steps with an error",
+            "put an `ask:` before one of those `flow:` steps",
+            warning=True,
+        )
+
+
+def _started_without_asking(flow: CompiledFlow) -> set[str]:
+    """The flows this one can start, from its first step, before it waits for an answer
+    (a flow always starts at its first step)."""
+    seen, todo, started = {0}, [0], set[str]()
+    while todo:
+        for edge in edges(flow.steps, todo.pop()):
+            if edge.pauses:
+                continue
+            if edge.target == END:
+                if edge.flow is not None:
+                    started.add(edge.flow)
+            elif edge.target not in seen:
+                seen.add(edge.target)
+                todo.append(edge.target)
+    return started
+
+
+def _first_cycle(graph: Mapping[T, list[T]]) -> T | None:
     """A step on a cycle of `graph`, found depth first without recursion (a flow may have
     thousands of steps)."""
-    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    state: dict[T, int] = {}  # 1: on the current path, 2: done
     for start in sorted(graph):
         if start in state:
             continue
