@@ -7,7 +7,9 @@ is started on a free loopback port and stopped at the end):
   faq bot, encode its SSE events: bench.regex's turn), the baseline of every ratio.
 * `hit_us`: µs per `Limiter.hit` on each store, allowed and refused; `three_limits_us` is
   `hit_all` over a turn's usual three limits (per user per minute, per user per day, the
-  whole bot per day); `remember_us` and `recall_us` are one var kept and a user's vars read.
+  whole bot per day), one store round trip; `three_hits_us` is the same three as three
+  `hit`s, three round trips (what `hit_all` cost before it batched them); `remember_us` and
+  `recall_us` are one var kept and a user's vars read.
 * `limited_turn_us`: µs per turn of the same faq bot with `limits:` (those three limits)
   through `run()` with a Limiter on each store, and with `remember:` as well (one recall
   per turn); `limited_turn_ratio`: each of those / `turn_us` (1.0 = free).
@@ -56,6 +58,8 @@ THREE = [
     ("100000000/day", ("faq", "messages", "user", "u1")),
     ("1000000000/day", ("faq", "messages", "everyone")),
 ]
+
+FLAT = [(limit, *keys) for limit, keys in THREE]
 
 # The same three limits written in the bot, and a remembered var.
 LIMITED = """
@@ -161,6 +165,7 @@ def store_costs(store: Store, n: int, rounds: int) -> dict[str, float]:
         "hit_allowed_us": best_us(lambda: limiter.hit("1000000000/day", "faq", "u1"), n, rounds),
         "hit_refused_us": best_us(lambda: limiter.hit("1/day", "faq", "refused"), n, rounds),
         "three_limits_us": best_us(lambda: limiter.hit_all(THREE), n // 3, rounds),
+        "three_hits_us": best_us(lambda: [limiter.hit(*check) for check in FLAT], n // 3, rounds),
         "remember_us": best_us(
             lambda: store.remember("faq", "u1", "language", "pt-BR", 86400), n, rounds
         ),

@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -24,12 +25,13 @@ from engine.limits import (
     STORE_DOWN_MESSAGE,
     Limiter,
     Verdict,
+    _counter_key,
     describe_limit,
     format_wait,
     parse_limit,
     retry_message,
 )
-from engine.store import Store, StoreDown, redact
+from engine.store import RedisBackend, SqliteStorage, Store, StoreDown, redact
 
 from ._redis import RedisServer, needs_redis
 from .conftest import REPO
@@ -219,6 +221,170 @@ def test_hit_all_stops_at_the_first_refusal(tmp_path: Path) -> None:
     assert not refused.allowed and refused.limit == parse_limit("2/minute")
     # The refused hit did not use up the bot's daily ceiling: 2 of 100 are used.
     assert limiter.hit("100/day", "bot", "everyone").remaining == 97
+
+
+# One round trip for all of a turn's limits, with hit_all's semantics unchanged.
+
+TURN = [  # a turn's usual three: the user's per minute and per day, the whole bot's per day
+    ("3/minute", ("bot", "messages", "user", "u1")),
+    ("5/day", ("bot", "messages", "user", "u1")),
+    ("100/day", ("bot", "messages", "everyone")),
+]
+
+
+def count_round_trips(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the store is sent from now on: SQL statements, or Redis commands."""
+    sent: list[str] = []
+    backend = store.backend
+    if isinstance(backend, SqliteStorage):
+        backend._connection().set_trace_callback(lambda sql: sent.append(" ".join(sql.split())))
+    else:
+        assert isinstance(backend, RedisBackend)
+        client = backend.client
+        execute: Callable[..., Any] = client.execute_command
+
+        def counted(*args: Any, **options: Any) -> Any:
+            sent.append(str(args[0]))
+            return execute(*args, **options)
+
+        monkeypatch.setattr(client, "execute_command", counted)
+    return sent
+
+
+def one_write(sent: list[str], hits: int) -> bool:
+    """One SQLite write transaction of `hits` upserts, or one Redis script call."""
+    if sent and sent[0].upper().startswith("EVAL"):
+        return sent == ["EVALSHA"]
+    upserts = sent[1:-1]
+    return (
+        sent[:1] == ["BEGIN IMMEDIATE"]
+        and sent[-1:] == ["COMMIT"]
+        and len(upserts) == hits
+        and all(sql.startswith("INSERT INTO counters") for sql in upserts)
+    )
+
+
+def test_a_turns_limits_are_one_round_trip_allowed_or_refused(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    limiter = Limiter(store)
+    assert limiter.hit_all(TURN).allowed  # warm: connection opened, script loaded
+    sent = count_round_trips(store, monkeypatch)
+    assert limiter.hit_all(TURN) == Verdict(True, remaining=1)
+    assert one_write(sent, hits=3), sent
+    assert limiter.hit_all(TURN).allowed
+    sent.clear()
+    refused = limiter.hit_all(TURN)  # the 4th this minute: refused by the first limit
+    assert not refused.allowed and refused.limit == parse_limit("3/minute")
+    assert 58 < refused.retry_after_seconds <= 60
+    assert one_write(sent, hits=1), sent  # no upsert after the refusal, no window asked
+
+
+def test_one_hit_is_one_statement_or_one_script(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    limiter = Limiter(store)
+    assert limiter.hit("1/minute", "u").allowed
+    sent = count_round_trips(store, monkeypatch)
+    refused = limiter.hit("1/minute", "u")  # a refusal no longer asks for the window's end
+    assert not refused.allowed and 58 < refused.retry_after_seconds <= 60
+    assert len(sent) == 1 and sent[0].split()[0] in ("INSERT", "EVALSHA"), sent
+
+
+def test_a_refusal_counts_itself_and_nothing_after_it(make_store: StoreFactory) -> None:
+    limiter = Limiter(make_store())
+    for _ in range(3):
+        assert limiter.hit_each(TURN) == (Verdict(True, remaining=(2, 1, 0)[_]), None)
+    verdict, index = limiter.hit_each(TURN)
+    assert (verdict.allowed, verdict.limit, index) == (False, parse_limit("3/minute"), 0)
+    # The refused hit counted against the per-minute limit (as one `hit` does), not after it.
+    assert limiter.hit("3/minute", *TURN[0][1]).remaining == 0
+    assert limiter.hit("5/day", *TURN[1][1]).remaining == 1  # 3 turns and this hit
+    assert limiter.hit("100/day", *TURN[2][1]).remaining == 96  # 3 turns and this hit
+    # A refusal in the middle: the first limit counted, the last did not.
+    limiter.hit("5/day", *TURN[1][1])  # now 5 of 5
+    checks = [("50/minute", ("bot", "messages", "user", "u1")), *TURN[1:]]
+    verdict, index = limiter.hit_each(checks)
+    assert (verdict.allowed, verdict.limit, index) == (False, parse_limit("5/day"), 1)
+    assert limiter.hit("50/minute", "bot", "messages", "user", "u1").remaining == 48
+    assert limiter.hit("100/day", *TURN[2][1]).remaining == 95
+
+
+def test_hit_each_counts_as_hitting_one_limit_after_another(tmp_path: Path) -> None:
+    """The batched path against one `hit` at a time, over the same random turns: the same
+    verdicts, the same refusing limit, the same counts afterwards (a limit listed twice
+    counts twice, as two hits would)."""
+    import random
+
+    clock = Clock()
+    batched = Limiter.from_url(None, state_dir=tmp_path / "a", clock=clock)
+    one_by_one = Limiter.from_url(None, state_dir=tmp_path / "b", clock=clock)
+    limits = ["2/minute", "4/minute", "6/hour", "9/day"]
+    whose = [("bot", "user", "u1"), ("bot", "user", "u2"), ("bot", "everyone")]
+    rng = random.Random(9)
+    for _ in range(300):
+        checks = [(rng.choice(limits), rng.choice(whose)) for _ in range(rng.randint(0, 4))]
+        got = batched.hit_each(checks)
+        expected: tuple[Verdict, int | None] = (Verdict(True), None)
+        remaining: list[int] = []
+        for index, (limit, keys) in enumerate(checks):
+            verdict = one_by_one.hit(limit, *keys)
+            if not verdict.allowed:
+                expected = (verdict, index)
+                break
+            remaining.append(verdict.remaining)
+        else:
+            expected = (Verdict(True, remaining=min(remaining, default=0)), None)
+        assert got == expected, checks
+        clock.advance(rng.choice([0, 0, 1, 7, 31]))
+    for limit in limits:
+        for keys in whose:
+            assert batched.hit(limit, *keys) == one_by_one.hit(limit, *keys)
+
+
+def test_a_refusal_by_the_whole_bot_is_told_as_one(tmp_path: Path) -> None:
+    limiter = Limiter.from_url(None, state_dir=tmp_path)
+    checks = [(limit, keys) for limit, keys in TURN[:2]] + [("1/day", ("bot", "everyone"))]
+    assert limiter.hit_each(checks)[1] is None
+    verdict, index = limiter.hit_each(checks)
+    assert index == 2 and verdict.limit == parse_limit("1/day")
+
+
+def test_when_the_store_is_down_a_turns_limits_fail_open_or_closed(tmp_path: Path) -> None:
+    store = Store.from_url(None, state_dir=tmp_path, recheck_seconds=60.0)
+    limiter = Limiter(store)
+
+    def broken(hits: object) -> NoReturn:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store.backend.incr_until_refused = broken  # type: ignore[method-assign]
+    assert limiter.hit_each(TURN) == (Verdict(True, store_down=True), None)
+    closed = limiter.hit_each(TURN, fail_closed=True)
+    assert closed == (Verdict(False, retry_after_seconds=60.0, store_down=True), None)
+
+
+def test_a_write_that_fails_half_way_counts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.from_url(None, state_dir=tmp_path, recheck_seconds=0.0)
+    limiter = Limiter(store)
+    counted = SqliteStorage._incr_in_order
+
+    def fails_after_one(db: sqlite3.Connection, now: float, hits: Any) -> Any:
+        counted(db, now, hits[:1])
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SqliteStorage, "_incr_in_order", staticmethod(fails_after_one))
+    assert limiter.hit_all(TURN) == Verdict(True, store_down=True)
+    monkeypatch.undo()
+    assert limiter.hit_all(TURN) == Verdict(True, remaining=2)  # the first was rolled back
+
+
+def test_counter_keys_are_limits_own() -> None:
+    """Counts kept before the batched path go on counting after it: the same keys."""
+    assert _counter_key(parse_limit("2/minute"), ("a/b", "c d")) == "LIMITER/a%2Fb/c%20d/2/1/minute"
 
 
 # Exact across processes.

@@ -3,8 +3,9 @@
 Keys name the bot, what is counted and whose: `(bot, "messages", "user", id)` for a user's
 messages, `(bot, "model calls", "everyone")` for the whole bot's model calls. Each user's
 limits are hit before the whole bot's, narrowest first, and the first refusal stops the
-rest, so a refused message does not use up the bot's ceiling. Without a limiter (a caller
-that counts nothing, such as bench/) every hit is allowed and nothing is remembered.
+rest, so a refused message does not use up the bot's ceiling; all in one `hit_each`, one
+store round trip. Without a limiter (a caller that counts nothing, such as bench/) every hit
+is allowed and nothing is remembered.
 """
 
 from __future__ import annotations
@@ -32,16 +33,15 @@ def over_limit(limiter: Limiter | None, bot: CompiledBot, user_id: str, kind: Ki
     allowance: Allowance = getattr(bot.limits, kind)
     if not (allowance.per_user or allowance.whole_bot):
         return None
-    fail_closed = bot.limits.fail_closed
     key = _KEY[kind]
-    mine = [(item, (bot.name, key, "user", user_id)) for item in allowance.per_user]
-    verdict = limiter.hit_all(mine, fail_closed=fail_closed)
-    whole_bot = False
-    if verdict.allowed and not verdict.store_down and allowance.whole_bot:
-        everyone = [(item, (bot.name, key, "everyone")) for item in allowance.whole_bot]
-        verdict, whole_bot = limiter.hit_all(everyone, fail_closed=fail_closed), True
+    mine: tuple[str, ...] = (bot.name, key, "user", user_id)
+    everyone: tuple[str, ...] = (bot.name, key, "everyone")
+    checks = [(item, mine) for item in allowance.per_user]
+    checks += [(item, everyone) for item in allowance.whole_bot]
+    verdict, refused_by = limiter.hit_each(checks, fail_closed=bot.limits.fail_closed)
     if verdict.allowed:
         return None
+    whole_bot = refused_by is not None and refused_by >= len(allowance.per_user)
     return _refused(bot, kind, verdict, whole_bot)
 
 
