@@ -6,8 +6,6 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from jmespath.exceptions import JMESPathError
-
 from ..compiled import (
     CompiledBot,
     CompiledCallRoute,
@@ -27,6 +25,7 @@ from ..providers import open_stream
 from ..providers.relay import Opener, RelayTiming
 from ..state import FlowState
 from .actions import run_route
+from .conditions import holds
 from .context import build_context, split_conversation
 from .flows import FlowRunner, pick_escape, read_state
 from .input import check_input
@@ -147,12 +146,8 @@ def _logged(bot: CompiledBot, exc: RunError) -> Error:
 
 def _pick_route(bot: CompiledBot, context: dict[str, object]) -> CompiledRoute | None:
     for route in bot.routes:
-        if route.condition is None:
+        if route.condition is None or holds(
+            route.condition, context, f"{route.loc}.if", BROKEN_CONDITION
+        ):
             return route
-        try:
-            if route.condition.matches(context):
-                return route
-        except JMESPathError as exc:
-            detail = f"{route.loc}.if: condition {route.condition.source!r} failed: {exc}"
-            raise RunError(BROKEN_CONDITION, detail) from exc
     return None

@@ -35,6 +35,7 @@ from ..protocol.events import Data, Error, Event, Replace, Suggest, Text
 from ..protocol.requests import Message
 from ..state import FlowState, StateTooLarge, decode, encode
 from .answers import read_answer, retry_text
+from .conditions import holds, search
 from .llm import run_llm
 from .quota import over_limit, remember_changed
 from .scope import Scope
@@ -86,12 +87,8 @@ def _stale(bot: CompiledBot, state: FlowState) -> str | None:
 def pick_escape(bot: CompiledBot, context: dict[str, Any]) -> CompiledEscape | None:
     """The first escape whose condition holds, checked before a running flow resumes."""
     for index, escape in enumerate(bot.escapes):
-        try:
-            if escape.condition.matches(context):
-                return escape
-        except JMESPathError as exc:
-            detail = f"escapes[{index}].if: {escape.condition.source!r} failed: {exc}"
-            raise RunError(BROKEN_CONDITION, detail) from exc
+        if holds(escape.condition, context, f"escapes[{index}].if", BROKEN_CONDITION):
+            return escape
     return None
 
 
@@ -324,16 +321,10 @@ class FlowRunner:
         return Text(chunk)
 
     def _holds(self, condition: Condition, loc: str) -> bool:
-        try:
-            return condition.matches(self.scope.context)
-        except JMESPathError as exc:
-            raise RunError(BROKEN_CONDITION, f"{loc}: {condition.source!r} failed: {exc}") from exc
+        return holds(condition, self.scope.context, loc, BROKEN_CONDITION)
 
     def _search(self, condition: Condition, loc: str) -> Any:
-        try:
-            return condition.search(self.scope.context)
-        except JMESPathError as exc:
-            raise RunError(BROKEN_CONDITION, f"{loc}: {condition.source!r} failed: {exc}") from exc
+        return search(condition, self.scope.context, loc, BROKEN_CONDITION)
 
     def _trace(self, running: str | None) -> None:
         """The turn's end (once per turn): record it for tests, keep remembered vars."""
