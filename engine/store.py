@@ -33,6 +33,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -283,6 +284,9 @@ class SqliteStorage(Storage, MovingWindowSupport):
             return self._db
         if self._db is not None:
             self._inherited.append(self._db)  # forked: see the class docstring
+        if self._writers is not None:  # a file: remembered vars are users' data, ours alone
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).touch(mode=0o600)
         db = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -718,12 +722,16 @@ class Store:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and error messages."""
+    """The URL with any password replaced by ***, for logs and error messages: in the
+    `user:password@` part, and in a `?password=` query, which redis-py reads too."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        query = re.sub(r"(?i)((?:^|&)(?:password|username)=)[^&]*", r"\1***", parts.query)
+        parts = parts._replace(query=query)
+    return parts.geturl()
 
 
 def _size(name: str, encoded: str) -> int:

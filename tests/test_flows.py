@@ -364,6 +364,7 @@ PATTERN = AnswerCheck("pattern", pattern=compile_pattern(r"^[A-Z]{2}\d{6}$"))
         (AnswerCheck("text"), "   ", (False, None)),
         (AnswerCheck("integer"), "42", (True, 42)),
         (AnswerCheck("integer"), "4.2", (False, None)),
+        (AnswerCheck("integer"), "9" * 5000, (False, None)),  # more than Python reads
         (AnswerCheck("number"), "4.5", (True, 4.5)),
         (AnswerCheck("number"), "1,200", (True, 1200)),
         (AnswerCheck("number"), "nan", (False, None)),

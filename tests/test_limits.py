@@ -84,6 +84,9 @@ def test_a_url_that_is_not_redis_is_refused_without_its_password() -> None:
         "on this server)"
     )
     assert redact("redis://:s3cret@10.0.0.1:6379/0") == "redis://:***@10.0.0.1:6379/0"
+    # redis-py also reads a password from the query.
+    assert redact("redis://h:6379/0?password=s3cret&db=1") == "redis://h:6379/0?password=***&db=1"
+    assert redact("redis://h/0?Username=u&PASSWORD=p") == "redis://h/0?Username=***&PASSWORD=***"
 
 
 # Limits: parsing and the words the user reads.
@@ -586,3 +589,13 @@ def test_a_user_cannot_be_remembered_past_the_cap(
     assert set(store.recall("trip", "u1")) == {"a", "b"}
     clock.advance(61)  # expired vars no longer count
     assert store.remember("trip", "u1", "c", "y" * 90, 60)
+
+
+def test_the_state_file_is_readable_by_the_server_alone(tmp_path: Path) -> None:
+    """Remembered vars are users' data (emails, order numbers): not for other local users."""
+    store = Store.from_url(None, state_dir=tmp_path / "state")
+    store.prepare()
+    assert store.remember("bot", "u-1", "email", "a@example.com", 60)
+    for path in (tmp_path / "state").iterdir():
+        if path.name.startswith("engine.sqlite3"):
+            assert path.stat().st_mode & 0o077 == 0, path.name

@@ -589,6 +589,16 @@ def test_a_redirect_on_the_same_host_keeps_the_headers(upstream: Upstream) -> No
     assert seen["headers"]["X-Key"] == "secret"
 
 
+def test_a_redirect_to_another_port_of_the_same_host_drops_the_headers(
+    upstream: Upstream,
+) -> None:
+    """Another port may be another program: the creator's keys stay with their origin."""
+    for other in _serve(Upstream()):
+        to = urllib.parse.quote(other.url("/echo"))
+        seen = _get(upstream.url(f"/redirect?to={to}"), headers={"X-Key": "secret"}).json()
+        assert "X-Key" not in seen["headers"]
+
+
 @pytest.mark.parametrize(
     ("code", "method", "body"), [(303, "GET", ""), (302, "GET", ""), (307, "POST", '{"a":1}')]
 )

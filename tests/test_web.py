@@ -152,6 +152,16 @@ def test_a_chunked_body_over_the_limit_is_413(make_app: MakeApp) -> None:
             "the request body is not valid JSON: it holds a number too long to read "
             "(over 4,300 digits)",
         ),
+        (
+            b'{"type": "query", "query": [], "x": ' + b"[" * 600 + b'"\\ud800"' + b"]" * 600 + b"}",
+            400,
+            "the request body is nested too deeply to be a Poe request",
+        ),
+        (
+            b'{"type": "query", "user_id": "' + b"u" * 257 + b'", "query": []}',
+            400,
+            "invalid query: user_id: String should have at most 256 characters",
+        ),
     ],
     ids=[
         "malformed",
@@ -169,6 +179,8 @@ def test_a_chunked_body_over_the_limit_is_413(make_app: MakeApp) -> None:
         "nested-array",
         "nested-in-a-query",
         "integer-over-4300-digits",
+        "nested-with-a-surrogate",
+        "user-id-too-long",
     ],
 )
 def test_bad_requests_get_a_status_and_a_reason(
@@ -689,3 +701,25 @@ def test_the_request_line_says_how_each_request_ended(
         "501",
         "unsupported",
     )
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_keyless_bot_refuses_what_comes_through_a_proxy(
+    make_app: MakeApp, bots_dir: BotsDir, header: str
+) -> None:
+    """Bound to loopback, but behind nginx, Caddy or a tunnel such as ngrok, a keyless bot
+    would answer the whole internet: a proxy's header gives such a request away."""
+    client = make_app(bots_dir({"keyless.yaml": KEYLESS}), {}).test_client()
+    response = client.post("/keyless", json=query(user("hi")), headers={header: "203.0.113.9"})
+    assert response.status_code == 403
+    assert _error_body(response) == (
+        "this bot has no access key (or one under 16 characters), so it answers only requests "
+        "made on this machine; this one came through a proxy or tunnel: set the bot's key"
+    )
+    assert client.post("/keyless", json=query(user("hi"))).status_code == 200
+
+
+def test_a_bot_with_its_key_answers_through_a_proxy(example_client: FlaskClient) -> None:
+    headers = {**AUTH, "X-Forwarded-For": "203.0.113.9"}
+    response = example_client.post("/hello", json=query(user("hi")), headers=headers)
+    assert response.status_code == 200

@@ -125,10 +125,13 @@ class _Hop:
         method = self.method
         if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
             method = "GET"
-        # Headers may hold keys meant for this host: they go to the same host only, never
-        # from https down to http.
-        downgrade = self.url.scheme == "https" and url.scheme == "http"
-        kept = url.raw_host == self.url.raw_host and not downgrade
+        # Headers may hold keys meant for this origin: they follow a redirect to the same
+        # scheme, host and port only (another port may be another program).
+        kept = (url.scheme, url.raw_host, url.port) == (
+            self.url.scheme,
+            self.url.raw_host,
+            self.url.port,
+        )
         return _Hop(
             method,
             url,

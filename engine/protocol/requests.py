@@ -66,8 +66,10 @@ class QueryRequest(_Lenient):
     type: Literal["query"] = "query"
     version: str = ""
     query: list[Message]
-    user_id: str = ""
-    conversation_id: str = ""
+    # Poe's ids are about 30 characters; they key counters and remembered vars, so a
+    # hand-made request cannot make them megabytes long.
+    user_id: str = Field("", max_length=256)
+    conversation_id: str = Field("", max_length=256)
     message_id: str = ""
     metadata: str = ""
     language_code: str = "en"
@@ -110,7 +112,12 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     if _MAYBE_SURROGATE.search(body) is not None:
-        return {clean_text(key): clean_data(value) for key, value in data.items()}
+        try:
+            return {clean_text(key): clean_data(value) for key, value in data.items()}
+        except RecursionError:  # cleaning recurses deeper than json.loads did
+            raise RequestError(
+                "the request body is nested too deeply to be a Poe request"
+            ) from None
     return data
 
 

@@ -40,7 +40,9 @@ def read_answer(check: AnswerCheck, text: str) -> tuple[bool, Any]:
         case "number":
             return _number(answer)
         case "integer":
-            return (True, int(answer)) if INTEGER.fullmatch(answer) else (False, None)
+            # Python reads at most 4,300 digits; no answer to a question needs 50.
+            fits = len(answer) <= 50 and INTEGER.fullmatch(answer)
+            return (True, int(answer)) if fits else (False, None)
         case "email":
             return (True, answer) if EMAIL.fullmatch(answer) else (False, None)
         case "url":

@@ -36,12 +36,17 @@ def over_limit(limiter: Limiter | None, bot: CompiledBot, user_id: str, kind: Ki
     key = _KEY[kind]
     mine: tuple[str, ...] = (bot.name, key, "user", user_id)
     everyone: tuple[str, ...] = (bot.name, key, "everyone")
-    checks = [(item, mine) for item in allowance.per_user]
+    # Without a user id (a hand-made request: Poe always sends one) no user's count is
+    # known; only the whole bot's limits can count it.
+    per_user = allowance.per_user if user_id else ()
+    checks = [(item, mine) for item in per_user]
     checks += [(item, everyone) for item in allowance.whole_bot]
+    if not checks:
+        return None
     verdict, refused_by = limiter.hit_each(checks, fail_closed=bot.limits.fail_closed)
     if verdict.allowed:
         return None
-    whole_bot = refused_by is not None and refused_by >= len(allowance.per_user)
+    whole_bot = refused_by is not None and refused_by >= len(per_user)
     return _refused(bot, kind, verdict, whole_bot)
 
 
@@ -58,8 +63,8 @@ def _refused(bot: CompiledBot, kind: Kind, verdict: Verdict, whole_bot: bool) ->
 def recall(limiter: Limiter | None, bot: CompiledBot, user_id: str) -> dict[str, Any]:
     """The user's remembered vars for this bot ({} when it remembers none, or the store is
     down); a var the bot no longer lists in `remember` is left out."""
-    if limiter is None or bot.remember is None:
-        return {}
+    if limiter is None or bot.remember is None or not user_id:
+        return {}  # without a user id, whose vars they are is unknown
     found = limiter.store.recall(bot.name, user_id)
     return {name: value for name, value in found.items() if name in bot.remember.names}
 
@@ -72,7 +77,7 @@ def remember_changed(
     after: Mapping[str, Any],
 ) -> None:
     """Keep each remembered var that this message set or changed (the expiry starts again)."""
-    if limiter is None or bot.remember is None:
+    if limiter is None or bot.remember is None or not user_id:
         return
     for name in sorted(bot.remember.names):
         if name in after and (name not in before or after[name] != before[name]):

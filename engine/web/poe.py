@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
+from ..loader import MIN_ACCESS_KEY_LENGTH
 from ..protocol import jsonshape, sse
 from ..protocol.events import Done, Error, Event, KeepAlive
 from ..protocol.guard import guarded
@@ -98,6 +99,10 @@ class PoeEndpoint:
             log.warning("bot %s: refused a request with a missing or wrong access key", name)
             served.outcome = "refused: missing or wrong access key"
             return error(401, "missing or wrong access key", {"WWW-Authenticate": "Bearer"})
+        if _unguarded(bot) and _proxied(environ):
+            log.warning("bot %s: refused a proxied request: the bot has no access key", name)
+            served.outcome = "refused: proxied, no access key"
+            return error(403, PROXIED_WITHOUT_KEY)
         try:
             data = parse_body(_read_body(environ, self._state.settings.max_body_bytes))
             served.kind = request_type(data)
@@ -260,6 +265,23 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     if len(body) > limit:
         raise RequestError(f"the request body is over {limit} bytes", 413)
     return body
+
+
+PROXIED_WITHOUT_KEY = (
+    "this bot has no access key (or one under 16 characters), so it answers only requests "
+    "made on this machine; this one came through a proxy or tunnel: set the bot's key"
+)
+# Headers that proxies and tunnels (nginx, Caddy, ngrok, cloudflared) add: a request that
+# carries one came from elsewhere, even though the server is bound to loopback.
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def _unguarded(bot: CompiledBot) -> bool:
+    return bot.access_key is None or len(bot.access_key) < MIN_ACCESS_KEY_LENGTH
+
+
+def _proxied(environ: WSGIEnvironment) -> bool:
+    return any(header in environ for header in _PROXY_HEADERS)
 
 
 def _wants_json(environ: WSGIEnvironment) -> bool:
