@@ -63,10 +63,12 @@ def state_key(bot: str, secret: str | None, access_key: str | None) -> bytes:
     return hmac.new(base, SALT + bot.encode(), hashlib.sha256).digest()
 
 
-def encode(state: FlowState, bot: str, key: bytes) -> str:
-    """The signed metadata; StateTooLarge when it would pass MAX_METADATA."""
+def encode(state: FlowState, bot: str, key: bytes, conversation: str = "") -> str:
+    """The signed metadata, bound to the bot and the conversation; StateTooLarge when it
+    would pass MAX_METADATA."""
     payload = {
         "b": bot,
+        "c": conversation,
         "f": state.flow,
         "s": state.step,
         "d": state.digest,
@@ -81,8 +83,14 @@ def encode(state: FlowState, bot: str, key: bytes) -> str:
     return metadata
 
 
-def decode(metadata: str | None, bot: str, key: bytes) -> tuple[FlowState | None, str | None]:
-    """The state and None, or None and why it was refused (None too when there was none)."""
+def decode(
+    metadata: str | None, bot: str, key: bytes, conversation: str = ""
+) -> tuple[FlowState | None, str | None]:
+    """The state and None, or None and why it was refused (None too when there was none).
+
+    A state signed in another conversation is refused too: one copied into a new chat (or
+    another user's) does not resume there.
+    """
     if not metadata:
         return None, None
     if len(metadata) > MAX_METADATA:
@@ -103,14 +111,16 @@ def decode(metadata: str | None, bot: str, key: bytes) -> tuple[FlowState | None
         payload = json.loads(_unb64(parts[1]))
     except (ValueError, binascii.Error, RecursionError):
         return None, "the state is malformed"
-    return _state_of(payload, bot)
+    return _state_of(payload, bot, conversation)
 
 
-def _state_of(payload: Any, bot: str) -> tuple[FlowState | None, str | None]:
+def _state_of(payload: Any, bot: str, conversation: str) -> tuple[FlowState | None, str | None]:
     if not isinstance(payload, dict):
         return None, "the state is malformed"
     if payload.get("b") != bot:
         return None, f"the state belongs to another bot ({payload.get('b')!r})"
+    if payload.get("c") != conversation:
+        return None, "the state belongs to another conversation"
     flow, step, digest = payload.get("f"), payload.get("s"), payload.get("d")
     values, tries = payload.get("v"), payload.get("t")
     fields_ok = isinstance(flow, str) and isinstance(digest, str) and isinstance(values, dict)

@@ -247,6 +247,17 @@ def test_state_from_another_bot_is_refused(caplog: pytest.LogCaptureFixture) -> 
     assert "signature does not match" in caplog.text
 
 
+def test_state_from_another_conversation_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """Copied into another chat (a new one, or another user's), a state does not resume."""
+    bot = make(BOOKING)
+    _, metadata = _started(bot)
+    messages = [user("book"), bot_message("How many guests?", metadata=metadata), user("3")]
+    request = parse_query({**query(*messages), "conversation_id": "c-someone-else"})
+    caplog.set_level(logging.INFO, "engine.runtime")
+    assert Transcript.of(guarded(run(bot, request, NOW), bot.name)).text == "fallback: 3"
+    assert "the state belongs to another conversation" in caplog.text
+
+
 def test_state_of_an_edited_flow_is_stale(caplog: pytest.LogCaptureFixture) -> None:
     _, metadata = _started(make(BOOKING))
     edited = make(BOOKING.replace("How many guests?", "How many people?"))

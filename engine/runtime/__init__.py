@@ -85,7 +85,7 @@ def run(
         fetcher=fetcher,
         trace=FlowTrace() if trace is None else trace,
     )
-    state = read_state(bot, history)
+    state = read_state(bot, history, request.conversation_id)
     try:
         refusal = check_input(bot.input, context) if bot.input is not None else None
         if state is not None:

@@ -58,13 +58,15 @@ BROKEN_CONDITION = "Sorry, this bot could not decide how to go on. Its creator h
 Position = tuple[CompiledFlow, int] | None  # None: the flow has ended
 
 
-def read_state(bot: CompiledBot, history: list[Message]) -> FlowState | None:
+def read_state(
+    bot: CompiledBot, history: list[Message], conversation: str = ""
+) -> FlowState | None:
     """The running flow from the metadata of the last bot message only; anything that
     cannot be resumed is logged and read as no flow (a fresh start)."""
     last = next((m for m in reversed(history) if m.role == "bot"), None)
     if last is None or not last.metadata or not bot.flows:
         return None
-    state, reason = decode(last.metadata, bot.name, bot.state_key)
+    state, reason = decode(last.metadata, bot.name, bot.state_key, conversation)
     if state is not None:
         reason = _stale(bot, state)
     if reason is not None:
@@ -237,7 +239,8 @@ class FlowRunner:
     def _signed(self, state: FlowState) -> str | Error:
         """The metadata, or the error that ends the flow (logged) when it cannot be kept."""
         try:
-            return encode(state, self.bot.name, self.bot.state_key)
+            conversation = self.scope.request.conversation_id
+            return encode(state, self.bot.name, self.bot.state_key, conversation)
         except StateTooLarge as exc:
             problem, text = str(exc), TOO_MUCH
         except (TypeError, ValueError) as exc:  # NaN or Infinity from an API's JSON
