@@ -63,7 +63,7 @@ EXAMPLE_ENV = {
 } | {
     "OPENAI_API_KEY": "sk-test",
     "ANTHROPIC_API_KEY": "sk-ant-test",
-    "ENGINE_STATE_SECRET": "example-state-secret",
+    "ENGINE_STATE_SECRET": "example-state-secret-" + "s" * 16,
 }
 
 

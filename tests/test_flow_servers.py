@@ -52,7 +52,7 @@ def _servers(tmp_path: Path, **env: str) -> Iterator[tuple[Server, Server]]:
 
 @pytest.fixture
 def shared_secret(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    yield from _servers(tmp_path, ENGINE_STATE_SECRET="one secret for every server")
+    yield from _servers(tmp_path, ENGINE_STATE_SECRET="one secret for every server, long")
 
 
 @pytest.fixture

@@ -749,3 +749,13 @@ def test_flows_that_start_each_other_without_asking_are_a_warning() -> None:
         "- if: \"message == 'again'\"\n              goto: again\n            ", ""
     )
     assert load_text(textwrap.dedent(asking), "loop.yaml", ENV)[1] == []
+
+
+def test_a_short_state_secret_is_a_warning() -> None:
+    flows = "flows:\n  f:\n    - end: done\nroutes:\n  - flow: f\n"
+    _, problems = load_text(flows, "s.yaml", {"ENGINE_STATE_SECRET": "short"})
+    assert [str(p) for p in problems] == [
+        "s.yaml:1:1: warning: flows: ENGINE_STATE_SECRET has 5 characters: a user holding any "
+        "flow state could guess it offline and forge states "
+        "(use at least 32 random characters)"
+    ]

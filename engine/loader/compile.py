@@ -88,8 +88,8 @@ def compile_bot(
         state_key=state_key(name, secret, key.value),
     )
     problems = reachability(document, file, [r.when for r in spec.routes])
-    if flows and secret is None:
-        problems.append(_state_key_warning(document, file, key.value is not None))
+    if flows and (secret is None or len(secret) < MIN_STATE_SECRET):
+        problems.append(_state_key_warning(document, file, key.value is not None, secret))
     return bot, checker.problems + problems
 
 
@@ -245,12 +245,21 @@ def reachability(
 
 
 STATE_SECRET_VAR = "ENGINE_STATE_SECRET"
+# One signed state is enough to try guesses at the secret offline: it must not be short.
+MIN_STATE_SECRET = 32
 
 
-def _state_key_warning(document: MarkedDocument, file: str, has_key: bool) -> SpecError:
-    """Flows sign their state; say which key does it when ENGINE_STATE_SECRET is unset."""
+def _state_key_warning(
+    document: MarkedDocument, file: str, has_key: bool, secret: str | None
+) -> SpecError:
+    """Flows sign their state; say which key does it when ENGINE_STATE_SECRET is unset,
+    and that a short one can be guessed from any state a user receives."""
     mark = position(document, ("flows",), key=True)
-    if has_key:
+    if secret is not None:
+        message = f"ENGINE_STATE_SECRET has {len(secret)} characters: a user holding any "
+        message += "flow state could guess it offline and forge states"
+        hint = f"use at least {MIN_STATE_SECRET} random characters"
+    elif has_key:
         message = "ENGINE_STATE_SECRET is not set: flow state is signed with a key derived "
         message += "from the bot's access key"
         hint = "set ENGINE_STATE_SECRET (the same on every server) to sign it independently"
