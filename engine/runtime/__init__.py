@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from ..compiled import (
     CompiledBot,
@@ -61,13 +62,10 @@ def run(
     requests; `trace` (tests) records what flows did.
     """
     conversation = split_conversation(request)
-    if conversation is None:
+    turned_away = _turned_away(bot, request, conversation is not None, limiter)
+    if turned_away is not None or conversation is None:
         yield Meta()
-        yield Error(NO_MESSAGE, allow_retry=False)
-        return
-    if over := over_limit(limiter, bot, request.user_id, "messages"):
-        yield Meta()
-        yield over
+        yield turned_away or Error(NO_MESSAGE, allow_retry=False)
         return
     history, message = conversation
     context = build_context(bot, request, history, message, now or datetime.now(UTC))
@@ -87,11 +85,7 @@ def run(
     )
     state = read_state(bot, history, request.conversation_id)
     try:
-        refusal = check_input(bot.input, context) if bot.input is not None else None
-        if state is not None:
-            context["vars"].update(state.vars)
-        escape = pick_escape(bot, context) if state and not refusal else None
-        route = None if refusal or state else _pick_route(bot, context)
+        refusal, escape, route = _decide(bot, context, state)
     except RunError as exc:
         yield Meta()
         yield _logged(bot, exc)
@@ -99,9 +93,33 @@ def run(
     if state is not None:  # a flow is running: the message answers it
         yield Meta(flush=True)
         yield from _resumed(scope, state, refusal, escape)
-        return
-    # Route first, then `meta`: only the route knows whether Poe should suggest replies.
-    # A route that asks a model sends `meta` at once (flush); others answer in one write.
+    else:
+        yield from _routed(scope, route, refusal)
+
+
+def _turned_away(
+    bot: CompiledBot, request: QueryRequest, has_message: bool, limiter: Limiter | None
+) -> Error | None:
+    """Why the request gets no answer at all: no user message, or over a message limit."""
+    if not has_message:
+        return Error(NO_MESSAGE, allow_retry=False)
+    return over_limit(limiter, bot, request.user_id, "messages")
+
+
+def _decide(
+    bot: CompiledBot, context: dict[str, Any], state: FlowState | None
+) -> tuple[Error | None, CompiledEscape | None, CompiledRoute | None]:
+    """The input rules' refusal, then an escape (a flow is running) or the route to take."""
+    refusal = check_input(bot.input, context) if bot.input is not None else None
+    if state is None:
+        return refusal, None, None if refusal else _pick_route(bot, context)
+    context["vars"].update(state.vars)
+    return refusal, None if refusal else pick_escape(bot, context), None
+
+
+def _routed(scope: Scope, route: CompiledRoute | None, refusal: Error | None) -> Iterator[Event]:
+    """Route first, then `meta`: only the route knows whether Poe should suggest replies.
+    A route that asks a model sends `meta` at once (flush); others answer in one write."""
     poe_suggests = isinstance(suggestions_of(route), PoeSuggests)
     yield Meta(suggested_replies=poe_suggests, flush=_waits(route))
     if refusal is not None or route is None:
@@ -110,7 +128,7 @@ def run(
     try:
         yield from run_route(scope, route)
     except RunError as exc:
-        yield _logged(bot, exc)
+        yield _logged(scope.bot, exc)
 
 
 def _resumed(
