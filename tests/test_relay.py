@@ -259,10 +259,23 @@ def test_a_malformed_stream_after_text_ends_in_an_error(
     assert "openai: invalid JSON in the stream" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("reply", "logged"),
+    [
+        (Reply(chunks=("Half an ", "answer"), cut=True), "openai"),
+        (
+            Reply(chunks=("Half an ", "answer"), unfinished=True),
+            "openai: the stream ended without [DONE]",
+        ),
+    ],
+    ids=["connection-cut", "ends-without-done"],
+)
 def test_a_failure_after_the_first_chunk_is_neither_retried_nor_replaced(
-    first: FakeLLM, second: FakeLLM
+    first: FakeLLM, second: FakeLLM, caplog: pytest.LogCaptureFixture, reply: Reply, logged: str
 ) -> None:
-    first.default = Reply(chunks=("Half an ", "answer"), cut=True)
+    """A cut answer must not look whole: the user sees the text, then an error to retry,
+    whether the connection dropped or the body ended without its end marker."""
+    first.default = reply
     bot = llm_bot(model(first, retries=2), model(second))
     events = visible(list(answer(bot)))
     assert events == [
@@ -273,6 +286,7 @@ def test_a_failure_after_the_first_chunk_is_neither_retried_nor_replaced(
         Done(),
     ]
     assert (len(first.requests), len(second.requests)) == (1, 0)
+    assert logged in caplog.text
 
 
 def test_an_overloaded_event_before_text_is_retried(second: FakeLLM) -> None:
@@ -296,24 +310,6 @@ def test_an_opener_that_raises_anything_is_a_retryable_failure() -> None:
     assert calls == ["openai:x", "openai:x"]
     assert failure.value.allow_retry and failure.value.user_text == UNAVAILABLE
     assert "RuntimeError: SDK surprise" in failure.value.detail
-
-
-def test_a_body_that_ends_without_done_after_text_is_broken_off(
-    first: FakeLLM, second: FakeLLM, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A cut answer must not look whole: the user sees the text, then an error to retry."""
-    first.default = Reply(chunks=("Half an ", "answer"), unfinished=True)
-    bot = llm_bot(model(first, retries=2), model(second))
-    events = visible(list(answer(bot)))
-    assert events == [
-        Meta(),
-        Text("Half an "),
-        Text("answer"),
-        Error(BROKE_OFF, allow_retry=True),
-        Done(),
-    ]
-    assert (len(first.requests), len(second.requests)) == (1, 0)
-    assert "openai: the stream ended without [DONE]" in caplog.text
 
 
 def test_a_body_that_ends_without_message_stop_before_text_is_retried(second: FakeLLM) -> None:
