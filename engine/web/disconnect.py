@@ -46,11 +46,17 @@ class ClientGone(BaseException):
     """
 
 
+def under_gevent() -> bool:
+    """Whether this process serves with gevent's cooperative sockets (gunicorn's gevent
+    worker, the production server), not under a server of threads."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
 def until_gone(events: Iterator[Event], environ: WSGIEnvironment, bot_name: str) -> Iterator[Event]:
     """`events`, ended early (and closed) if the client leaves while a model is awaited."""
-    monkey = sys.modules.get("gevent.monkey")
     client = environ.get("gunicorn.socket")  # the socket, or engine/worker.py's wrapper of it
-    if client is None or monkey is None or not monkey.is_module_patched("socket"):
+    if client is None or not under_gevent():
         return events
     return _watched(events, client.fileno(), bot_name)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
 from ..runtime import run
-from .disconnect import until_gone
+from .disconnect import under_gevent, until_gone
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -215,8 +214,7 @@ _request_lines = _RequestLines()
 def _gevent_loop() -> Any:
     """The gevent event loop serving this request, if the server is gunicorn's gevent
     worker (the socket module is patched); None under any other server."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("socket"):
+    if not under_gevent():
         return None
     import gevent
 
