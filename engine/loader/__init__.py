@@ -12,7 +12,7 @@ from ..compiled import CompiledBot
 from ..errors import SpecError, place
 from .checker import check_sources
 from .compile import compile_bot
-from .keys import MIN_ACCESS_KEY_LENGTH, access_key
+from .keys import MIN_ACCESS_KEY_LENGTH, access_key, is_weak
 from .locate import loc_text, position
 from .parallel import default_jobs, fork_map
 from .traps import syntax_hint
@@ -20,7 +20,14 @@ from .unvalidated import unvalidated_problems
 from .validation import validate
 from .yaml_marks import MAX_BYTES, MarkedDocument, YamlSyntaxError, parse, too_large
 
-__all__ = ["MIN_ACCESS_KEY_LENGTH", "LoadReport", "bot_files", "load_paths", "load_text"]
+__all__ = [
+    "MIN_ACCESS_KEY_LENGTH",
+    "LoadReport",
+    "bot_files",
+    "is_weak",
+    "load_paths",
+    "load_text",
+]
 
 BOT_SUFFIXES = (".yaml", ".yml")
 

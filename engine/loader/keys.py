@@ -42,11 +42,16 @@ def access_key(
     return AccessKey(value, variable), [warning]
 
 
+def is_weak(key: str) -> bool:
+    """A key short enough to guess: served on loopback only, like no key at all."""
+    return len(key) < MIN_ACCESS_KEY_LENGTH
+
+
 def _key_problem(variable: str, raw: str, value: str | None) -> tuple[str, str] | None:
     if value is None:
         message = f"environment variable {variable} is " + ("blank" if raw else "not set")
         return message, "without a key the bot is served only on a loopback address"
-    if len(value) < MIN_ACCESS_KEY_LENGTH:
+    if is_weak(value):
         return (
             f"environment variable {variable} holds a {len(value)}-character key; "
             f"use at least {MIN_ACCESS_KEY_LENGTH} characters (Poe's own keys have 32)",

@@ -3,7 +3,7 @@ becomes a RunError that logs where and why, and tells the user the bot could not
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jmespath.exceptions import JMESPathError
@@ -23,7 +23,11 @@ def search(condition: Condition, context: Mapping[str, Any], where: str, user_te
 
 
 def _evaluated(
-    evaluate: Any, condition: Condition, context: Mapping[str, Any], where: str, user_text: str
+    evaluate: Callable[[Mapping[str, Any]], Any],
+    condition: Condition,
+    context: Mapping[str, Any],
+    where: str,
+    user_text: str,
 ) -> Any:
     try:
         return evaluate(context)

@@ -13,7 +13,7 @@ from flask import Flask
 from ..compiled import CompiledBot
 from ..errors import EngineError, SpecErrors
 from ..limits import Limiter
-from ..loader import MIN_ACCESS_KEY_LENGTH, load_paths
+from ..loader import MIN_ACCESS_KEY_LENGTH, is_weak, load_paths
 from ..protocol.settings import settings_response
 from ..providers import preload
 from ..settings import Settings
@@ -98,7 +98,7 @@ def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
     """Off loopback every bot needs a key, and one that cannot be guessed."""
     ordered = [bot for _, bot in sorted(bots.items())]
     keyless = [bot for bot in ordered if bot.access_key is None]
-    weak = [bot for bot in ordered if bot.access_key is not None and _is_weak(bot.access_key)]
+    weak = [bot for bot in ordered if bot.access_key is not None and is_weak(bot.access_key)]
     if settings.is_loopback:
         if keyless:
             names = _listed([bot.name for bot in keyless], ", ")
@@ -124,10 +124,6 @@ def _check_keys(bots: Mapping[str, CompiledBot], settings: Settings) -> None:
         )
     if refusals:
         raise StartupError("; ".join(refusals) + " (or bind HOST=127.0.0.1)")
-
-
-def _is_weak(key: str) -> bool:
-    return len(key) < MIN_ACCESS_KEY_LENGTH
 
 
 def _key_fixes(keyless: list[CompiledBot]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
-from ..loader import MIN_ACCESS_KEY_LENGTH
+from ..loader import is_weak
 from ..protocol import jsonshape, sse
 from ..protocol.events import Done, Error, Event, KeepAlive
 from ..protocol.guard import guarded
@@ -275,7 +275,7 @@ _PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 def _unguarded(bot: CompiledBot) -> bool:
-    return bot.access_key is None or len(bot.access_key) < MIN_ACCESS_KEY_LENGTH
+    return bot.access_key is None or is_weak(bot.access_key)
 
 
 def _proxied(environ: WSGIEnvironment) -> bool:
