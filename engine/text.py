@@ -16,11 +16,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
-def has_surrogates(text: str) -> bool:
-    """Whether `text` holds a surrogate code point (paired or not)."""
-    return _SURROGATE.search(text) is not None
-
-
 def clean_text(text: str) -> str:
     """`text` with surrogate pairs joined and lone surrogates replaced by U+FFFD.
 
