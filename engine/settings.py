@@ -66,6 +66,17 @@ class Settings(BaseSettings):
         "when REDIS_URL is unset.",
     )
 
+    playground: bool = Field(
+        False,
+        description="Serve the browser playground at /play/ beside the bots (python -m engine "
+        "play turns it on); it talks to every bot with the bot's own key.",
+    )
+    playground_token: SecretStr | None = Field(
+        None,
+        description="Needed for the playground off loopback: a browser opens /play/?token=... "
+        "once; unset, the playground answers only on loopback.",
+    )
+
     @property
     def is_loopback(self) -> bool:
         """Whether only this machine can reach the server."""

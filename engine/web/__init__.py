@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask
 
 from ..compiled import CompiledBot
-from ..errors import EngineError, SpecErrors
+from ..errors import EngineError, SpecError, SpecErrors
 from ..limits import Limiter
 from ..loader import MIN_ACCESS_KEY_LENGTH, is_weak, load_paths
 from ..protocol.settings import settings_response
@@ -37,6 +37,13 @@ class EngineState:
     settings_bodies: Mapping[str, bytes]
     settings: Settings
     limiter: Limiter | None = None  # None when no bot has `limits` or `remember`
+    # Every bot file's current problems, errors and warnings: a file whose edit broke it
+    # keeps its last good bot in `bots` and its errors here (the playground lists both).
+    problems: tuple[SpecError, ...] = ()
+    version: int = 0  # one more at each reload
+    # Set when the playground is on: a request carrying it in X-Engine-Trace gets the
+    # route or flow step taken as an SSE comment. None: no request ever does.
+    trace_token: str | None = None
 
 
 def create_app(
