@@ -127,6 +127,18 @@ class KeepAlive:
 
 
 @dataclass(frozen=True)
+class Comment:
+    """An SSE comment line carrying `text`: every client (Poe included) skips it. The
+    playground reads one, the turn's trace, from its own server's answers."""
+
+    name: ClassVar[str] = "comment"
+    text: str
+
+    def data(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
 class Done:
     """Mandatory last event."""
 
@@ -136,4 +148,4 @@ class Done:
         return {}
 
 
-Event = Meta | Text | Replace | Suggest | Data | File | Error | KeepAlive | Done
+Event = Meta | Text | Replace | Suggest | Data | File | Error | KeepAlive | Comment | Done

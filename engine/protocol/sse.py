@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..text import clean_text
-from .events import Event, KeepAlive
+from .events import Comment, Event, KeepAlive
 
 # CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
 _EOL = "\r\n"
@@ -18,6 +18,10 @@ def encode(event: Event) -> bytes:
     """One event as `event: <name>` + `data: <json on one line>` + a blank line."""
     if isinstance(event, KeepAlive):
         return KEEPALIVE  # a comment line: every SSE client skips it
+    if isinstance(event, Comment):
+        # One line, whatever the text holds: a line end would end the comment.
+        line = " ".join(event.text.splitlines())
+        return clean_text(f": {line}{_EOL}{_EOL}").encode()
     # json.dumps escapes newlines inside strings, so the data always fits on one line.
     payload = json.dumps(event.data(), ensure_ascii=False)
     frame = f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}"

@@ -19,11 +19,12 @@ from ..compiled import CompiledBot
 from ..iterators import close_iterator
 from ..loader import is_weak
 from ..protocol import jsonshape, sse
-from ..protocol.events import Done, Error, Event, KeepAlive
+from ..protocol.events import Comment, Done, Error, Event, KeepAlive
 from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
 from ..runtime import run
+from ..runtime.scope import FlowTrace
 from .disconnect import under_gevent, until_gone
 
 if TYPE_CHECKING:
@@ -134,8 +135,12 @@ class PoeEndpoint:
         self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment, served: Served
     ) -> Reply:
         limiter = self._state.limiter
-        events = run(bot, parse_query(data), timing=self._timing, limiter=limiter)
+        # The playground's side channel; one attribute check when it is off.
+        trace = None if self._state.trace_token is None else _trace_for(environ, self._state)
+        events = run(bot, parse_query(data), timing=self._timing, limiter=limiter, trace=trace)
         events = guarded(events, bot.name)
+        if trace is not None:
+            events = traced(events, trace)
         # Both modes stop the bot (and its model call) as soon as the client leaves.
         events = served.watch(until_gone(events, environ, bot.name))
         if _wants_json(environ):
@@ -243,6 +248,31 @@ def encoded(events: Iterator[Event], served: Served | None = None) -> Iterator[b
         close_iterator(events)
         if served is not None:
             served.log()
+
+
+def _trace_for(environ: WSGIEnvironment, state: EngineState) -> FlowTrace | None:
+    """A FlowTrace when the request carries the playground's trace token, else None."""
+    given, token = environ.get("HTTP_X_ENGINE_TRACE"), state.trace_token
+    if not given or token is None:
+        return None
+    # Constant-time, as the access key: the token is what keeps the trace to the playground.
+    return FlowTrace() if hmac.compare_digest(given.encode(), token.encode()) else None
+
+
+TRACE_COMMENT = "engine-trace"
+
+
+def traced(events: Iterator[Event], trace: FlowTrace) -> Iterator[Event]:
+    """`events` with one SSE comment just before `done`: what the turn did, as JSON
+    (`path`, the locs taken, and `running`, the flow left waiting), which Poe would skip."""
+    try:
+        for event in events:
+            if type(event) is Done:
+                seen = {"path": list(getattr(trace, "path", [])), "running": trace.running}
+                yield Comment(f"{TRACE_COMMENT} {json.dumps(seen, ensure_ascii=False)}")
+            yield event
+    finally:
+        close_iterator(events)
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
