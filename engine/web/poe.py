@@ -77,6 +77,11 @@ class PoeEndpoint:
         self._state = state
         self._timing = RelayTiming(keepalive=state.settings.keepalive_seconds)
 
+    def swap(self, state: EngineState) -> None:
+        """Answer from `state` from now on (a reload): one attribute, read per request as
+        before. An answer already running keeps the bot it started with."""
+        self._state = state
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "POST" or path.count("/") != 1:
