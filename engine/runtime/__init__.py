@@ -33,13 +33,14 @@ from .input import check_input
 from .quota import over_limit, recall
 from .scope import Fetcher, FlowTrace, Scope, fetch
 
-__all__ = ["NO_MESSAGE", "NO_ROUTE", "run"]
+__all__ = ["NO_MESSAGE", "NO_ROUTE", "NO_ROUTE_LOC", "run"]
 
 log = logging.getLogger("engine.runtime")
 DEFAULT_TIMING = RelayTiming()
 
 NO_MESSAGE = "The request carried no user message to answer."
 NO_ROUTE = "Sorry, this bot has no answer for that message."
+NO_ROUTE_LOC = "routes"  # on a trace's path: no route matched
 BROKEN_CONDITION = "Sorry, this bot could not decide how to answer. Its creator has been told."
 
 
@@ -59,7 +60,7 @@ def run(
     `opener` starts model calls (tests and `engine test` pass a scripted one); `timing`
     sets keep-alive and retry pacing; `limiter` counts the bot's `limits` and keeps its
     remembered vars (None: nothing counted or remembered); `fetcher` makes `call` steps'
-    requests; `trace` (tests) records what flows did.
+    requests; `trace` (tests, the playground) records what the turn did.
     """
     conversation = split_conversation(request)
     turned_away = _turned_away(bot, request, conversation is not None, limiter)
@@ -85,7 +86,7 @@ def run(
     )
     state = read_state(bot, history, request.conversation_id)
     try:
-        refusal, escape, route = _decide(bot, context, state)
+        refusal, escape, route = _decide(bot, context, state, scope.trace.path)
     except RunError as exc:
         yield Meta()
         yield _logged(bot, exc)
@@ -107,14 +108,15 @@ def _turned_away(
 
 
 def _decide(
-    bot: CompiledBot, context: dict[str, Any], state: FlowState | None
+    bot: CompiledBot, context: dict[str, Any], state: FlowState | None, path: list[str]
 ) -> tuple[Error | None, CompiledEscape | None, CompiledRoute | None]:
-    """The input rules' refusal, then an escape (a flow is running) or the route to take."""
-    refusal = check_input(bot.input, context) if bot.input is not None else None
+    """The input rules' refusal, then an escape (a flow is running) or the route to take;
+    the loc of what was decided goes on `path`."""
+    refusal = check_input(bot.input, context, path) if bot.input is not None else None
     if state is None:
-        return refusal, None, None if refusal else _pick_route(bot, context)
+        return refusal, None, None if refusal else _pick_route(bot, context, path)
     context["vars"].update(state.vars)
-    return refusal, None if refusal else pick_escape(bot, context), None
+    return refusal, None if refusal else pick_escape(bot, context, path), None
 
 
 def _routed(scope: Scope, route: CompiledRoute | None, refusal: Error | None) -> Iterator[Event]:
@@ -162,10 +164,15 @@ def _logged(bot: CompiledBot, exc: RunError) -> Error:
     return Error(exc.user_text, allow_retry=exc.allow_retry)
 
 
-def _pick_route(bot: CompiledBot, context: dict[str, object]) -> CompiledRoute | None:
+def _pick_route(
+    bot: CompiledBot, context: dict[str, object], path: list[str]
+) -> CompiledRoute | None:
+    """The first route whose condition holds; `routes` goes on `path` when none does."""
     for route in bot.routes:
         if route.condition is None or holds(
             route.condition, context, f"{route.loc}.if", BROKEN_CONDITION
         ):
+            path.append(route.loc)
             return route
+    path.append(NO_ROUTE_LOC)
     return None

@@ -86,10 +86,14 @@ def _stale(bot: CompiledBot, state: FlowState) -> str | None:
     return None
 
 
-def pick_escape(bot: CompiledBot, context: dict[str, Any]) -> CompiledEscape | None:
-    """The first escape whose condition holds, checked before a running flow resumes."""
+def pick_escape(
+    bot: CompiledBot, context: dict[str, Any], path: list[str]
+) -> CompiledEscape | None:
+    """The first escape whose condition holds, checked before a running flow resumes; its
+    loc goes on `path`."""
     for index, escape in enumerate(bot.escapes):
         if holds(escape.condition, context, f"escapes[{index}].if", BROKEN_CONDITION):
+            path.append(f"escapes[{index}]")
             return escape
     return None
 
@@ -106,6 +110,7 @@ class FlowRunner:
         self.stopped = False  # an error event ended the answer
         self.paused = False  # the turn ends at a question, the flow still running
         self.before = dict(self.vars)  # recalled and carried: what the turn changes is kept
+        self.path = scope.trace.path
 
     def start(self, name: str) -> Iterator[Event]:
         """Start the named flow (a `flow:` route)."""
@@ -120,6 +125,7 @@ class FlowRunner:
         flow = self.bot.flows[state.flow]
         step = flow.steps[state.step]
         assert isinstance(step, AskStep)  # read_state checked it
+        self.path.append(step.loc)
         self.vars.update(state.vars)
         fits, value = read_answer(step.check, self.scope.message.content)
         if fits:
@@ -127,10 +133,12 @@ class FlowRunner:
             yield from self._run((flow, state.step + 1))
             return
         if state.tries + 1 < step.tries:
+            self.path.append(f"{step.loc}.retry")
             text = step.retry.render(self.scope.context) if step.retry else retry_text(step.check)
             yield self._say(text)
             yield from self._ask(flow, state.step, step, state.tries + 1)
             return
+        self.path.append(f"{step.loc}.on_fail")
         position = yield from self._follow(flow, step.on_fail, GAVE_UP)
         yield from self._run(position)
 
@@ -164,6 +172,9 @@ class FlowRunner:
             if self.steps > MAX_STEPS:
                 detail = f"{flow.steps[index].loc}: more than {MAX_STEPS} steps in one turn"
                 raise RunError(LOOPING, detail)
+            loc = flow.steps[index].loc
+            if not self.path or self.path[-1] != loc:  # a `call` route's steps share its loc
+                self.path.append(loc)
             position = yield from self._step(flow, index)
         if not self.paused:
             self._trace(None)
@@ -183,6 +194,7 @@ class FlowRunner:
             case CallStep():
                 branch = yield from self._call(step)
                 if branch is not None:
+                    self.path.append(f"{step.loc}.call.on_error")
                     return (yield from self._follow(flow, branch, CALL_FAILED))
             case SetStep():
                 for name, value in step.values:

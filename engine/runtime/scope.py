@@ -30,12 +30,21 @@ def fetch(request: OutboundRequest, policy: HostPolicy) -> OutboundResponse:
 
 @dataclass
 class FlowTrace:
-    """What flows did in one turn, for tests: vars at the end, the flow left running
-    (None when it ended) and every call's request."""
+    """What one turn did, for tests and the playground: vars at the end, the flow left
+    running (None when it ended), every call's request, and `path`, the locs of what was
+    decided and run, in order, as `validate` names them: the input rule that refused the
+    message (`input.max_length`, `input.reject[1]`, or `input.reject` when the patterns
+    have no messages of their own and so are only searched together), the route taken
+    (`routes[2]`, or `routes` when none matched), the escape taken (`escapes[0]`), each
+    flow step run (`flows.refund[3]`, the question answered first when a flow resumes),
+    and the branch followed when an answer did not fit (`flows.refund[0].retry`, `.on_fail`)
+    or a call failed (`flows.refund[1].call.on_error`). The locs are the compiled
+    objects' own strings: recording costs a list append per decision."""
 
     vars: dict[str, Any] | None = None
     running: str | None = None
     calls: list[OutboundRequest] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
