@@ -1,7 +1,16 @@
 import sys
 
-from .cli import main
-from .envfile import load_env_file
+if sys.argv[1:2] == ["play"]:
+    # `play` serves from gunicorn's gevent workers, forked from this process after it has
+    # built the app: every socket and TLS context made before the fork (the model SDKs
+    # preload their clients) must already be gevent's, so patch before anything imports
+    # ssl or socket. The other commands run plain, blocking Python.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from .cli import main  # noqa: E402
+from .envfile import load_env_file  # noqa: E402
 
 # `.env` in the current folder first, for every command; variables already set win.
 env_file = load_env_file()

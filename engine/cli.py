@@ -193,3 +193,50 @@ def chat_command(
         sys.exit(1)
     fields = RequestFields(language, user_id, conversation_id)
     sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings, fields=fields))
+
+
+def _connections(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """`NAME=URL` pairs; the URL must be http(s)."""
+    found: dict[str, str] = {}
+    for value in values:
+        name, _, url = value.partition("=")
+        if not name or not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{value!r}: write NAME=URL, the URL starting with http://")
+        found[name] = url
+    return found
+
+
+@main.command("play")
+@click.option(
+    "--bots",
+    "bots_dir",
+    default=DEFAULT_PATHS[0],
+    show_default=True,
+    help="Folder of bot files to serve and watch.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--connect",
+    "connections",
+    multiple=True,
+    metavar="NAME=URL",
+    callback=_connections,
+    help="Also chat with a bot served elsewhere (another server, fastapi_poe) at URL, "
+    "listed as NAME; its access key is read from PLAY_<NAME>_ACCESS_KEY (NAME upper-cased, "
+    "other characters as _). Repeatable.",
+)
+def play(bots_dir: str, host: str, port: int, connections: dict[str, str]) -> None:
+    """Serve the bots with the browser playground at /play/, reloading on every edit.
+
+    Chat with each bot as in Poe, see each turn's events, timings and protocol
+    violations, and each bot's diagram. A broken file is listed with its errors while its
+    last good version keeps answering. Loopback only unless PLAYGROUND_TOKEN is set.
+    """
+    from .play import serve_playground  # the web stack, only for this command
+
+    if not Path(bots_dir).is_dir():
+        raise click.UsageError(f"no such folder: {bots_dir}")
+    sys.exit(serve_playground(Path(bots_dir), host, port, connections))
