@@ -3,13 +3,24 @@
 gevent serves each open stream from a greenlet instead of a thread, so thousands of slow
 answers stay open at once; gunicorn handles SIGTERM gracefully (stop accepting, let open
 answers finish for `graceful_timeout` seconds) and restarts crashed workers.
+
+SIGHUP reloads the bots: gunicorn's arbiter calls `Server.reload()`, which loads again the
+files that changed (in the master, last-good rule: engine.web.reload_app), then starts new
+workers, which fork with the new bots, and stops the old ones gracefully, so their open
+answers finish. With `watch`, a thread of the master sends that SIGHUP when a bot file
+changes: one reload path for both servers.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import signal
 import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -19,8 +30,9 @@ from gunicorn.sock import TCP6Socket, TCPSocket
 from gunicorn.util import is_ipv6
 
 from .errors import EngineError
+from .loader import BotRegistry
 from .settings import Settings
-from .web import describe_served
+from .web import describe_served, reload_app
 
 log = logging.getLogger("engine.server")
 
@@ -41,9 +53,12 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
     take the port while the workers restart.
     """
 
-    def __init__(self, app: Flask, settings: Settings) -> None:
+    def __init__(self, app: Flask, settings: Settings, *, watch: bool = False) -> None:
+        """`watch`: reload whenever a bot file in the app's folder changes (development)."""
         self._app = app
         self._settings = settings
+        self._watch = watch
+        self._watching = False
         self._held = _hold(settings.host, settings.port)
         super().__init__()
 
@@ -57,6 +72,16 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
     def load(self) -> Flask:
         return self._app
 
+    def reload(self) -> None:
+        """On SIGHUP, in the master, before the new workers fork: gunicorn's configuration
+        again (the same held address, so no listener is closed or bound again), then the
+        bots that changed. A failure keeps the bots answering as they were."""
+        super().reload()
+        try:
+            reload_app(self._app)
+        except Exception:  # noqa: BLE001 - the master must survive any failed reload
+            log.exception("reloading the bots failed; the previous ones keep answering")
+
     def run(self) -> None:
         arbiter = Arbiter(self)
         kind = TCP6Socket if self._held.family == socket.AF_INET6 else TCPSocket
@@ -67,12 +92,81 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
             raise SystemExit(f"\nError: {exc}\n") from None
 
     def _ready(self, arbiter: Any) -> None:
+        """Once the arbiter handles signals (a SIGHUP before would end the process)."""
         log.info("%s", describe_served(self._app, str(arbiter.LISTENERS[0])))
+        if self._watch and not self._watching:
+            self._watching = True
+            watch_in_thread(self._bots_folder(), os.getpid())
+
+    def _bots_folder(self) -> Path:
+        """The folder the app was built from (create_app may be given another)."""
+        registry = self._app.extensions.get("engine.registry")
+        if isinstance(registry, BotRegistry) and registry.paths:
+            return registry.paths[0]
+        return self._settings.bots_dir
 
     @property
     def settings(self) -> Settings:
         """Read by engine.worker.FairGeventWorker, which gets this object as its app."""
         return self._settings
+
+
+def watch_in_thread(folder: Path, pid: int) -> None:
+    """Send SIGHUP to `pid` whenever a bot file in `folder` is written, added or deleted.
+
+    The watcher blocks in Rust, so it runs on an OS thread: the master is monkey-patched by
+    gevent, whose threads are greenlets, and a blocked greenlet would stop the arbiter.
+    """
+    import watchfiles  # only here: the production server without watch never imports it
+
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change is noise
+    start_thread = _original_thread_starter()
+    start_thread(_watch, (watchfiles, folder, pid))
+    log.info("watching %s for changes", _shown_folder(folder))
+
+
+def _watch(watchfiles: Any, folder: Path, pid: int) -> None:
+    """The thread: nothing here logs or takes a lock the master's greenlets could hold."""
+    changes = watchfiles.watch(
+        folder,
+        watch_filter=_is_bot_file,
+        debounce=WATCH_DEBOUNCE_MS,
+        step=WATCH_STEP_MS,
+        rust_timeout=0,
+        raise_interrupt=False,
+    )
+    for _ in changes:
+        os.kill(pid, signal.SIGHUP)
+
+
+# How long a burst of file events may last before the reload (an editor's save is several).
+WATCH_DEBOUNCE_MS = 400
+# How long with no new event ends a burst: the usual delay from a save to the reload.
+WATCH_STEP_MS = 50
+
+
+def _is_bot_file(change: Any, path: str) -> bool:
+    return path.endswith((".yaml", ".yml"))
+
+
+def _shown_folder(folder: Path) -> str:
+    """`bots/`: as the creator named it, relative to here when it is below."""
+    try:
+        shown = folder.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = folder
+    return f"{shown}/"
+
+
+def _original_thread_starter() -> Callable[..., Any]:
+    """`_thread.start_new_thread` as the OS provides it, even after gevent's patching."""
+    if "gevent.monkey" in sys.modules:
+        from gevent import monkey
+
+        return monkey.get_original("_thread", "start_new_thread")  # type: ignore[no-any-return]
+    import _thread
+
+    return _thread.start_new_thread
 
 
 def _hold(host: str, port: int) -> socket.socket:

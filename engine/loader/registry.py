@@ -127,6 +127,11 @@ class BotRegistry:
         return self._report(before, changed, deleted)
 
     @property
+    def paths(self) -> list[Path]:
+        """The folders and files given, as given."""
+        return list(self._paths)
+
+    @property
     def bots(self) -> dict[str, CompiledBot]:
         """The bots answering, by name, in file order."""
         return {e.served.name: e.served for e in self._entries.values() if e.served is not None}
