@@ -1,4 +1,4 @@
-"""`python -m engine validate | test | schema | chat`: thin commands over the loader and runtime."""
+"""`python -m engine validate | test | schema | chat | graph | play`: thin commands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from . import graph
 from . import schema as schema_file
 from .chat import (
     USER_ID,
@@ -20,7 +21,8 @@ from .chat import (
     parse_param,
     run_chat,
 )
-from .errors import place
+from .compiled import CompiledBot
+from .errors import SpecError, place
 from .loader import LoadReport, load_paths
 from .testing import run_bot_tests
 
@@ -183,16 +185,41 @@ def chat_command(
 
     BOT is a bot name in the bots folder, or the path of a .yaml file.
     """
+    compiled, warnings = _find(bot, bots_dir)
+    fields = RequestFields(language, user_id, conversation_id)
+    sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings, fields=fields))
+
+
+def _find(bot: str, bots_dir: str) -> tuple[CompiledBot, list[SpecError]]:
+    """The bot by name or path; a typo is a usage error, a broken file prints its problems
+    as `validate` does and exits 1."""
     try:
-        compiled, warnings = find_bot(bot, bots_dir)
+        return find_bot(bot, bots_dir)
     except UnknownBot as exc:
         raise click.UsageError(str(exc)) from None
     except BrokenBot as exc:
         _print_problems(exc.report)
         click.echo(_summary(exc.report))
         sys.exit(1)
-    fields = RequestFields(language, user_id, conversation_id)
-    sys.exit(run_chat(compiled, params, sys.stdin, sys.stdout, warnings, fields=fields))
+
+
+@main.command("graph")
+@click.argument("bot")
+@click.option(
+    "--bots",
+    "bots_dir",
+    default=DEFAULT_PATHS[0],
+    show_default=True,
+    help="Folder to find BOT in by name.",
+)
+@click.option("--markdown", is_flag=True, help="Inside a ```mermaid block, for READMEs.")
+def graph_command(bot: str, bots_dir: str, markdown: bool) -> None:
+    """Print the bot as a Mermaid flowchart: input rules, routes, flows and their steps.
+
+    BOT is a bot name in the bots folder, or the path of a .yaml file.
+    """
+    compiled, _ = _find(bot, bots_dir)
+    click.echo(graph.markdown(compiled) if markdown else graph.mermaid(compiled), nl=False)
 
 
 def _connections(

@@ -52,12 +52,11 @@ CONDITION_LIMIT = 64
 PATTERNS_SHOWN = 5
 MESSAGE, REFUSED, WAITING, RESUME = "message", "refused", "waiting", "resume"
 NO_ROUTE = "routes"  # the trace's loc when no route matched (engine.runtime.NO_ROUTE_LOC)
-# Inside a quoted label only `"` ends it, but Mermaid also reads `#...;` as an entity,
-# `%%{...}%%` anywhere as a directive, a leading backtick as Markdown, and the label as
-# HTML: those are written as entity codes. Brackets, pipes and `;` are safe between
-# quotes and stay, so conditions keep readable; `&` is coded only before a name.
-_ESCAPED = {ord(ch): f"#{ord(ch)};" for ch in '"#%<>`'}
-_AMPERSAND = re.compile(r"&(?=[#A-Za-z0-9])")
+# Inside a quoted label only `"` ends it, but Mermaid also reads `#name;` as an entity,
+# `%%` as the start of a comment or a `%%{...}%%` directive, a leading backtick as
+# Markdown, and the label as HTML (`<`, `&name;`). Just those are written as entity
+# codes; brackets, pipes, `;` and `{% %}` are safe between quotes and stay readable.
+_UNSAFE = re.compile(r'"|<|%(?=%)|#(?=\w+;)|&(?=[#\w])|^`')
 # How a loc becomes an id: letters and digits kept; `_` doubled and every other character
 # `_` plus a letter no loc part starts with after `_`, so two locs never share an id.
 _ID_CODES = {"_": "__", ".": "_d", "[": "_b", "]": "", "-": "_h"}
@@ -76,7 +75,7 @@ def label(text: str, limit: int = TEXT_LIMIT) -> str:
     line = " ".join(text.split())
     if len(line) > limit:
         line = line[: limit - 1].rstrip() + "…"
-    return _AMPERSAND.sub("#38;", line.translate(_ESCAPED))
+    return _UNSAFE.sub(lambda found: f"#{ord(found.group())};", line)
 
 
 def first_line(template: Renderable | None) -> str:
