@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from engine.chat import find_bot
 from engine.cli import main
 from engine.compiled import CompiledBot, CompiledCallRoute
-from engine.graph import TAKEN, label, mermaid, node_id, nodes_for
+from engine.graph import TAKEN, label, markdown, mermaid, node_id, nodes_for
 from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.protocol.transcript import Transcript
@@ -34,7 +34,7 @@ from engine.spec.tests import HttpReply
 
 from ._poe import bot as bot_message
 from ._poe import query, user
-from .conftest import BOTS_DIR, EXAMPLE_BOTS, compile_bot
+from .conftest import BOTS_DIR, EXAMPLE_BOTS, REPO, compile_bot
 
 GOLDEN = Path(__file__).parent / "golden" / "graphs"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -377,3 +377,9 @@ def test_a_broken_file_prints_its_problems_as_validate_does(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert result.stdout == validate.stdout
     assert "flowchart" not in result.stdout
+
+
+def test_the_readme_shows_what_the_command_prints() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"$ python -m engine graph hello --markdown\n{markdown(example('hello'))}" in readme
+    assert f"drawn like this:\n\n{markdown(example('acme-router'))}" in readme
