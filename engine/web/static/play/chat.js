@@ -91,10 +91,9 @@ class ChatPage {
     const box = $("messages");
     const intro = this.info && (this.info.settings || {}).introduction_message;
     this.elements.clear();
-    box.replaceChildren(
-      intro ? this.bubble("bot", "greeting", (el) => renderInto(el, intro)) : null,
-      ...this.conversation.items.map((item) => this.itemElement(item)),
-    );
+    const items = this.conversation.items.map((item) => this.itemElement(item));
+    if (intro) items.unshift(this.bubble("bot", "greeting", (el) => renderInto(el, intro)));
+    box.replaceChildren(...items);
     $("conversation-id").textContent = this.conversation.conversationId;
     this.renderSuggestions();
     this.scroll(true);
@@ -142,8 +141,8 @@ class ChatPage {
     el.dataset.state = item.state;
     const content = el.querySelector(".content");
     renderInto(content, item.content, item.content_type, item.files);
-    if (!item.content && item.state === "streaming") content.append(h("span", { class: "typing" }, "…"));
     const bubble = el.querySelector(".bubble");
+    bubble.classList.toggle("waiting", !item.content && item.state === "streaming");
     bubble.querySelector(".files")?.remove();
     bubble.querySelector(".message-error")?.remove();
     const files = (item.files || []).filter((file) => !file.inline_ref);

@@ -33,6 +33,9 @@ export class Diagram {
     this.taken = [];
     this.renders = 0;
     this.queue = Promise.resolve();
+    // A large bot's picture is shown whole at first; a click shows it at full size.
+    container.title = "Click to zoom";
+    container.addEventListener("click", () => container.classList.toggle("full"));
   }
 
   /** A new diagram (the bot reloaded): drawn without any highlight. */
