@@ -333,6 +333,7 @@ def test_a_browser_opening_the_root_lands_on_the_playground(client: httpx.Client
     page = client.get("/", headers={"Accept": "text/html"})
     assert page.status_code == 302 and page.headers["location"] == "/play/"
     assert client.get("/", headers={"Accept": "application/json"}).json()["bots"]
+    assert client.get("/", headers={"Accept": "*/*"}).json()["bots"]  # curl
 
 
 def test_the_trace_comment_needs_the_token(client: httpx.Client) -> None:

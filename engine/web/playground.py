@@ -86,9 +86,14 @@ def _playground() -> Playground:
 
 def _browser_home() -> BaseResponse | None:
     """A browser opening `/` lands on the playground; other clients keep the JSON index."""
-    if request.path == "/" and request.method == "GET" and request.accept_mimetypes.accept_html:
+    # Only a browser names text/html; curl and scripts (`*/*`) keep getting the JSON.
+    if request.path == "/" and request.method == "GET" and "text/html" in _accepted():
         return redirect("/play/")
     return None
+
+
+def _accepted() -> str:
+    return request.headers.get("Accept", "")
 
 
 # ---------------------------------------------------------------------------- security
