@@ -95,6 +95,11 @@ BOTS = {
 }
 BROKEN = "access_key: ${PLAYTEST_ACCESS_KEY}\nroutes:\n  - reply: 'x'\n    bogus: 1\n"
 EXAMPLES = ("hello", "image-studio")
+# The smallest valid PNG: one transparent pixel.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082"
+)
 
 
 class BrokenBotHandler(BaseHTTPRequestHandler):
@@ -291,6 +296,28 @@ def test_a_parameter_control_change_reaches_the_bot(page: Page) -> None:
     assert last["parameters"] == {"tone": "loud", "level": 7, "shout": "AAA"}
 
 
+def test_an_attached_image_and_an_aspect_ratio_reach_the_bot(page: Page) -> None:
+    open_bot(page, "image-studio")
+    output = page.get_by_test_id("section").filter(has_text="Output")
+    expect(output).not_to_have_attribute("open", "")  # collapsed_by_default
+    output.locator("summary").click()
+    page.get_by_test_id("param-shape").locator("[data-value='16:9']").click()
+    expect(page.get_by_test_id("param-shape").locator(".active")).to_have_attribute(
+        "data-value", "16:9"
+    )
+    page.locator("#file-input").set_input_files(
+        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    expect(page.get_by_test_id("attachment-chip")).to_have_attribute("data-state", "done")
+    say(page, "remove the background")
+    expect_answer(page, re.compile(r"Plan \(1 image\):\s+cat\.png.*shape 16:9", re.DOTALL))
+    user = page.locator("[data-testid=message][data-role=user]").last
+    expect(user.get_by_test_id("message-attachment")).to_have_text("cat.png")
+    body = page.get_by_test_id("inspector-request").first.locator("pre").text_content() or ""
+    attachment = json.loads(body)["query"][-1]["attachments"][0]
+    assert attachment["name"] == "cat.png" and attachment["content_type"] == "image/png"
+
+
 def test_suggested_replies_and_clear_context(page: Page) -> None:
     open_bot(page, "pick")
     say(page, "which")
@@ -342,6 +369,7 @@ def test_the_inspector_shows_events_timings_and_a_clean_turn(page: Page) -> None
     expect(turn.get_by_test_id("timing-done")).to_have_text(re.compile(r"done \d+ ms"))
     expect(turn.get_by_test_id("violation")).to_have_count(0)
     expect(turn).to_contain_text("protocol ok")
+    expect(turn.locator("summary").first).not_to_contain_text("null")
     expect(turn.get_by_test_id("inspector-trace")).to_contain_text("routes[0]")
     request = turn.get_by_test_id("inspector-request")
     assert KEY not in (request.locator("pre").text_content() or "")

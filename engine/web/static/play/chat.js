@@ -130,7 +130,7 @@ class ChatPage {
   attachmentChips(attachments) {
     return h("div", { class: "chips" }, attachments.map((a) =>
       h("a", { class: "chip", href: a.url, target: "_blank", rel: "noopener", dataset: { testid: "message-attachment" } },
-        a.content_type && a.content_type.startsWith("image/") ? h("img", { src: a.url, alt: "" }) : "📄",
+        a.content_type && a.content_type.startsWith("image/") ? h("img", { src: a.url, alt: "" }) : null,
         a.name)));
   }
 
@@ -318,7 +318,7 @@ class ChatPage {
   renderPending() {
     $("pending-attachments").replaceChildren(...this.pending.map((entry) =>
       h("span", { class: `chip ${entry.state}`, title: entry.error || "", dataset: { testid: "attachment-chip", state: entry.state } },
-        entry.state === "uploading" ? "⏳ " : entry.state === "failed" ? "⚠ " : "📄 ",
+        entry.state === "uploading" ? "uploading… " : entry.state === "failed" ? "failed: " : null,
         entry.name,
         h("button", { type: "button", class: "chip-remove", title: "Remove", onclick: () => {
           this.pending = this.pending.filter((p) => p !== entry);

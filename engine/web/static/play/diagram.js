@@ -33,9 +33,12 @@ export class Diagram {
     this.taken = [];
     this.renders = 0;
     this.queue = Promise.resolve();
-    // A large bot's picture is shown whole at first; a click shows it at full size.
-    container.title = "Click to zoom";
-    container.addEventListener("click", () => container.classList.toggle("full"));
+    // Readable size, scrolled to what the turn took; a click fits the whole picture.
+    container.title = "Click to fit the whole diagram, or to see it at full size";
+    container.addEventListener("click", () => {
+      container.classList.toggle("fit");
+      this.reveal();
+    });
   }
 
   /** A new diagram (the bot reloaded): drawn without any highlight. */
@@ -57,6 +60,16 @@ export class Diagram {
     return this.queue;
   }
 
+  /** Scrolls the diagram's own box (not the page) so the first node taken is in view. */
+  reveal() {
+    const node = this.container.querySelector("svg .taken");
+    if (!node) return;
+    const box = this.container.getBoundingClientRect();
+    const at = node.getBoundingClientRect();
+    this.container.scrollTop += at.top - box.top - box.height / 2 + at.height / 2;
+    this.container.scrollLeft += at.left - box.left - box.width / 2 + at.width / 2;
+  }
+
   async render() {
     const container = this.container;
     if (!this.text) {
@@ -74,6 +87,7 @@ export class Diagram {
       if (el) el.dataset.testid = "diagram-svg";
       container.dataset.taken = this.taken.join(",");
       container.dataset.renders = String(this.renders);
+      this.reveal();
     } catch (error) {
       container.replaceChildren();
       const message = document.createElement("pre");

@@ -6,6 +6,8 @@ import { h } from "./util.js";
 
 const ms = (value) => (value === null || value === undefined ? "–" : `${Math.round(value)} ms`);
 
+const plural = (count, noun) => `${count} ${noun}${count === 1 ? "" : "s"}`;
+
 function short(data) {
   const text = JSON.stringify(data);
   return text && text.length > 240 ? text.slice(0, 240) + "…" : text ?? "null";
@@ -114,7 +116,7 @@ class TurnEntry {
     this.timings.replaceChildren(
       h("span", { dataset: { testid: "timing-first-byte" } }, "first byte ", h("strong", {}, ms(t.first_byte))),
       h("span", { dataset: { testid: "timing-done" } }, "done ", h("strong", {}, ms(t.done))),
-      h("span", { dataset: { testid: "timing-chunks" } }, `${chunks.length} chunks`,
+      h("span", { dataset: { testid: "timing-chunks" } }, plural(chunks.length, "chunk"),
         chunks.length ? h("span", { class: "muted" }, ` at ${chunks.map((c) => Math.round(c)).join(", ")} ms`) : null),
     );
     this.showViolations(line.violations || []);
@@ -130,11 +132,11 @@ class TurnEntry {
     const errors = violations.filter((v) => (v.severity || "error") !== "warning").length;
     const warnings = violations.length - errors;
     this.el.dataset.violations = String(violations.length);
-    this.flag.replaceChildren(
-      errors ? h("span", { class: "badge badge-broken" }, `${errors} error${errors > 1 ? "s" : ""}`) : null,
-      warnings ? h("span", { class: "badge badge-warnings" }, `${warnings} warning${warnings > 1 ? "s" : ""}`) : null,
-      violations.length ? null : h("span", { class: "badge badge-ok" }, "protocol ok"),
-    );
+    const flags = [];
+    if (errors) flags.push(h("span", { class: "badge badge-broken" }, plural(errors, "error")));
+    if (warnings) flags.push(h("span", { class: "badge badge-warnings" }, plural(warnings, "warning")));
+    if (!violations.length) flags.push(h("span", { class: "badge badge-ok" }, "protocol ok"));
+    this.flag.replaceChildren(...flags);
     if (!violations.length) {
       this.violations.replaceChildren();
       return;
