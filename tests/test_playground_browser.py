@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
 
 from ._browser import PlayServer, launch, require_chromium, screenshot
 from ._server import wait_for
@@ -306,7 +306,7 @@ def test_an_attached_image_and_an_aspect_ratio_reach_the_bot(page: Page) -> None
         "data-value", "16:9"
     )
     page.locator("#file-input").set_input_files(
-        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": PNG}]
+        files=[FilePayload(name="cat.png", mimeType="image/png", buffer=PNG)]
     )
     expect(page.get_by_test_id("attachment-chip")).to_have_attribute("data-state", "done")
     say(page, "remove the background")
@@ -425,6 +425,7 @@ def test_hot_reload_seen_from_the_browser(page: Page, server: PlayServer, bots: 
     expect(page.get_by_test_id("bot-problems")).to_contain_text(re.compile(r"reload-me\.yaml:\d+"))
     say(page, "still there?")
     expect_answer(page, "version two")
+    screenshot(page, "test_hot_reload_seen_from_the_browser-stale")
 
     page.goto("/play/")
     save(bots / "fresh.yaml", "access_key: ${PLAYTEST_ACCESS_KEY}\nroutes: [{reply: new}]\n")
