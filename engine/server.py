@@ -7,19 +7,16 @@ answers finish for `graceful_timeout` seconds) and restarts crashed workers.
 SIGHUP reloads the bots: gunicorn's arbiter calls `Server.reload()`, which loads again the
 files that changed (in the master, last-good rule: engine.web.reload_app), then starts new
 workers, which fork with the new bots, and stops the old ones gracefully, so their open
-answers finish. With `watch`, a thread of the master sends that SIGHUP when a bot file
-changes: one reload path for both servers.
+answers finish. With `watch` (the playground), each worker also reloads its own bots the
+moment a file is saved (engine/watch.py), so no turn is answered by the old version after
+the reload.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
-import signal
 import socket
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from gunicorn.util import is_ipv6
 from .errors import EngineError
 from .loader import BotRegistry
 from .settings import Settings
+from .watch import reload_on_change
 from .web import describe_served, reload_app
 
 log = logging.getLogger("engine.server")
@@ -58,7 +56,6 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
         self._app = app
         self._settings = settings
         self._watch = watch
-        self._watching = False
         self._held = _hold(settings.host, settings.port)
         super().__init__()
 
@@ -66,6 +63,8 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
         options = gunicorn_options(self._settings)
         options["bind"] = [_bind_text(*self._held.getsockname()[:2])]  # PORT=0: the kernel's
         options["when_ready"] = self._ready
+        if self._watch:
+            options["post_worker_init"] = self._watch_in_worker
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -92,11 +91,11 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
             raise SystemExit(f"\nError: {exc}\n") from None
 
     def _ready(self, arbiter: Any) -> None:
-        """Once the arbiter handles signals (a SIGHUP before would end the process)."""
         log.info("%s", describe_served(self._app, str(arbiter.LISTENERS[0])))
-        if self._watch and not self._watching:
-            self._watching = True
-            watch_in_thread(self._bots_folder(), os.getpid())
+
+    def _watch_in_worker(self, worker: Any) -> None:
+        """gunicorn's post_worker_init: in the worker, once its event loop exists."""
+        reload_on_change(self._app, self._bots_folder())
 
     def _bots_folder(self) -> Path:
         """The folder the app was built from (create_app may be given another)."""
@@ -125,70 +124,6 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
 
 
 SIGNAL_WAIT = 0.1
-
-
-def watch_in_thread(folder: Path, pid: int) -> None:
-    """Send SIGHUP to `pid` whenever a bot file in `folder` is written, added or deleted.
-
-    The watcher blocks in Rust, so it runs on an OS thread: the master is monkey-patched by
-    gevent, whose threads are greenlets, and a blocked greenlet would stop the arbiter.
-    """
-    import watchfiles  # only here: the production server without watch never imports it
-
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change is noise
-    start_thread = _original_thread_starter()
-    start_thread(_watch, (watchfiles, folder, pid))
-    log.info("watching %s for changes", _shown_folder(folder))
-
-
-def _watch(watchfiles: Any, folder: Path, pid: int) -> None:
-    """The thread: nothing here logs or takes a lock the master's greenlets could hold.
-
-    It blocks every signal first (the watcher's own threads inherit that), so the kernel
-    delivers the master's signals, its own SIGHUP included, to the main thread: one taken
-    here left the arbiter asleep until its next one-second wake-up, delaying the reload.
-    """
-    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    changes = watchfiles.watch(
-        folder,
-        watch_filter=_is_bot_file,
-        debounce=WATCH_DEBOUNCE_MS,
-        step=WATCH_STEP_MS,
-        rust_timeout=0,
-        raise_interrupt=False,
-    )
-    for _ in changes:
-        os.kill(pid, signal.SIGHUP)
-
-
-# How long a burst of file events may last before the reload (an editor's save is several).
-WATCH_DEBOUNCE_MS = 400
-# How long with no new event ends a burst: the usual delay from a save to the reload.
-WATCH_STEP_MS = 50
-
-
-def _is_bot_file(change: Any, path: str) -> bool:
-    return path.endswith((".yaml", ".yml"))
-
-
-def _shown_folder(folder: Path) -> str:
-    """`bots/`: as the creator named it, relative to here when it is below."""
-    try:
-        shown = folder.resolve().relative_to(Path.cwd())
-    except ValueError:
-        shown = folder
-    return f"{shown}/"
-
-
-def _original_thread_starter() -> Callable[..., Any]:
-    """`_thread.start_new_thread` as the OS provides it, even after gevent's patching."""
-    if "gevent.monkey" in sys.modules:
-        from gevent import monkey
-
-        return monkey.get_original("_thread", "start_new_thread")  # type: ignore[no-any-return]
-    import _thread
-
-    return _thread.start_new_thread
 
 
 def _hold(host: str, port: int) -> socket.socket:
