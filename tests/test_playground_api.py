@@ -235,7 +235,7 @@ def test_a_turn_streams_the_request_response_events_trace_and_end(client: httpx.
     times = [line["t"] for line in lines if "t" in line]
     assert times == sorted(times)
     trace = next(line for line in lines if line["kind"] == "trace")
-    assert trace["path"] == ["routes[0]"]
+    assert trace["path"] == ["routes[0]"] and "routes_b0" in trace["nodes"]
     assert end["violations"] == [] and end["state"] is None
     assert end["message_id"] == request["body"]["message_id"]
     timings = end["timings"]
