@@ -52,6 +52,6 @@ def serve_playground(folder: Path, host: str, port: int, remotes: Mapping[str, s
         print(f"not starting:\n{exc}", file=sys.stderr)
         return 1
     shown = f"[{host}]" if ":" in host else host
-    print(f"playground: http://{shown}:{port}/play/", flush=True)
+    print(f"playground: http://{shown}:{server.port}/play/", flush=True)
     server.run()
     return 0

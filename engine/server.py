@@ -105,6 +105,11 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
         return self._settings.bots_dir
 
     @property
+    def port(self) -> int:
+        """The port bound (with PORT=0, the one the kernel chose)."""
+        return int(self._held.getsockname()[1])
+
+    @property
     def settings(self) -> Settings:
         """Read by engine.worker.FairGeventWorker, which gets this object as its app."""
         return self._settings

@@ -189,7 +189,7 @@ def test_the_list_names_every_bot_with_its_kind_and_status(client: httpx.Client)
         "rogue": ("remote", "ok"),
         "scripted": ("model", "ok"),
         "signup": ("flows", "ok"),
-        "wrecked": ("rules", "broken"),
+        "wrecked": (None, "broken"),  # nothing loaded: no kind to tell
     }
 
 

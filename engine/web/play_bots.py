@@ -97,7 +97,7 @@ def broken_entry(file: str, problems: list[SpecError]) -> dict[str, Any]:
     return {
         "name": Path(file).stem,
         "description": None,
-        "kind": "rules",
+        "kind": None,  # nothing loaded, so nothing says what the bot is
         "file": file,
         "status": "broken",
         "problems": [str(p) for p in problems],

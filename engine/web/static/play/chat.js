@@ -44,7 +44,7 @@ class ChatPage {
     this.info = info;
     document.body.dataset.status = info.status;
     $("bot-badges").replaceChildren(
-      badge(info.kind, "kind", "bot-kind"),
+      info.kind ? badge(info.kind, "kind", "bot-kind") : null,
       badge(info.status, info.status, "bot-status"),
     );
     this.showProblems(info);

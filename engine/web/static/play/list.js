@@ -13,7 +13,7 @@ function row(bot) {
       "div",
       { class: "bot-row-head" },
       bot.status === "broken" ? h("span", { class: "bot-link broken" }, bot.name) : link,
-      badge(bot.kind, "kind", "bot-kind"),
+      bot.kind ? badge(bot.kind, "kind", "bot-kind") : null,
       badge(STATUS_TEXT[bot.status] || bot.status, bot.status, "bot-status"),
       bot.file ? h("span", { class: "file muted" }, bot.file) : null,
     ),
