@@ -1,4 +1,5 @@
-"""`python -m engine validate | test | schema | chat | graph | play`: thin commands."""
+"""`python -m engine validate | test | schema | chat | graph | play | canvas build`: thin
+commands."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import click
 
 from . import graph
 from . import schema as schema_file
+from .canvas.loader import CANVAS_FOLDER, is_canvas_path, load_canvas_paths
 from .chat import (
     USER_ID,
     BrokenBot,
@@ -38,6 +40,28 @@ def _load(paths: Sequence[str], jobs: int | None) -> LoadReport:
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
     return load_paths(paths or DEFAULT_PATHS, jobs=jobs)
+
+
+def _load_with_canvas(paths: Sequence[str], jobs: int | None) -> LoadReport:
+    """The bots and the canvas apps named (default: bots/ and canvas/), in one report."""
+    if paths:
+        canvas = [path for path in paths if is_canvas_path(Path(path))]
+        bots = [path for path in paths if path not in canvas]
+    else:
+        canvas = [CANVAS_FOLDER] if Path(CANVAS_FOLDER).is_dir() else []
+        bots = list(DEFAULT_PATHS)
+    report = _load(bots, jobs) if bots or not paths else LoadReport()
+    if not canvas:
+        return report
+    _require(canvas)
+    apps = load_canvas_paths(canvas)
+    return LoadReport(report.bots, report.problems + apps.problems, report.files + apps.files)
+
+
+def _require(paths: Sequence[str]) -> None:
+    missing = [path for path in paths if not Path(path).exists()]
+    if missing:
+        raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
 
 
 JOBS = click.option(
@@ -73,8 +97,13 @@ def main() -> None:
 @click.argument("paths", nargs=-1)
 @JOBS
 def validate(paths: tuple[str, ...], jobs: int | None) -> None:
-    """Check bot files and print every problem as file:line:column: place: message."""
-    report = _load(paths, jobs)
+    """Check bot files and canvas app files; print every problem as file:line:column:
+    place: message.
+
+    Without PATHS: bots/, and canvas/ if there is one. A file in a folder named canvas (or
+    that folder) is read as a canvas app; anything else as bots.
+    """
+    report = _load_with_canvas(paths, jobs)
     _print_problems(report)
     click.echo(_summary(report))
     sys.exit(1 if report.errors else 0)
@@ -107,17 +136,19 @@ def test(paths: tuple[str, ...], jobs: int | None) -> None:
 
 
 @main.command()
-@click.option("--check", is_flag=True, help="Exit 1 if schema.json differs from the models.")
+@click.option("--check", is_flag=True, help="Exit 1 if a schema file differs from the models.")
 def schema(check: bool) -> None:
-    """Write schema.json from the spec models (or check that it is current)."""
+    """Write schema.json and canvas.schema.json from the spec models (or check them)."""
     if check:
-        if not schema_file.is_current():
-            click.echo(schema_file.STALE, err=True)
+        stale = schema_file.stale()
+        for message in stale:
+            click.echo(message, err=True)
+        if stale:
             sys.exit(1)
-        click.echo("schema.json is up to date")
+        click.echo("schema.json and canvas.schema.json are up to date")
         return
-    schema_file.write()
-    click.echo(f"wrote {schema_file.SCHEMA_PATH}")
+    for path in schema_file.write_all():
+        click.echo(f"wrote {path}")
 
 
 def _params(
@@ -267,3 +298,39 @@ def play(bots_dir: str, host: str, port: int, connections: dict[str, str]) -> No
     if not Path(bots_dir).is_dir():
         raise click.UsageError(f"no such folder: {bots_dir}")
     sys.exit(serve_playground(Path(bots_dir), host, port, connections))
+
+
+@main.group("canvas")
+def canvas_group() -> None:
+    """Canvas apps declared in YAML (canvas/*.yaml): build them into HTML for Poe."""
+
+
+@canvas_group.command("build")
+@click.argument("paths", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    default="dist/canvas",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder the HTML files are written to.",
+)
+def canvas_build(paths: tuple[str, ...], output: Path) -> None:
+    """Write one self-contained HTML file per canvas app, ready for Poe's app creator.
+
+    PATHS are canvas app files or folders (default: canvas/). Problems are printed as
+    `validate` prints them; any error writes nothing and exits 1.
+    """
+    from .canvas.build import write_pages  # Jinja's page template, only for this command
+
+    chosen = list(paths) or [CANVAS_FOLDER]
+    _require(chosen)
+    apps = load_canvas_paths(chosen)
+    for problem in sorted(apps.problems, key=place):
+        click.echo(str(problem))
+    errors = [problem for problem in apps.problems if not problem.is_warning]
+    if errors:
+        click.echo(f"nothing written: {_plural(len(errors), 'error')} in the canvas files")
+        sys.exit(1)
+    for path in write_pages(apps.apps, output):
+        click.echo(f"wrote {path}")

@@ -235,24 +235,37 @@ def test_jobs_must_be_positive() -> None:
 
 def test_schema_check_passes_when_current() -> None:
     result = run("schema", "--check")
-    assert (result.exit_code, result.stdout) == (0, "schema.json is up to date\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "schema.json and canvas.schema.json are up to date\n",
+    )
 
 
 def test_schema_check_fails_when_stale(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schema, "render", lambda: "{}\n")
+    files = ((schema.SCHEMA_PATH, dict), (schema.CANVAS_SCHEMA_PATH, schema.build_canvas_schema))
+    monkeypatch.setattr(schema, "FILES", files)
     result = run("schema", "--check")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == "schema.json is out of date; run `python -m engine schema`\n"
 
 
-def test_schema_writes_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    target = tmp_path / "schema.json"
-    monkeypatch.setattr(schema, "SCHEMA_PATH", target)
-    monkeypatch.setattr(schema, "write", lambda: target.write_text(schema.render()))
+def test_schema_check_names_a_stale_canvas_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = ((schema.SCHEMA_PATH, schema.build_schema), (schema.CANVAS_SCHEMA_PATH, dict))
+    monkeypatch.setattr(schema, "FILES", files)
+    result = run("schema", "--check")
+    assert result.exit_code == 1
+    assert result.stderr == "canvas.schema.json is out of date; run `python -m engine schema`\n"
+
+
+def test_schema_writes_both_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bots, canvas = tmp_path / "schema.json", tmp_path / "canvas.schema.json"
+    files = ((bots, schema.build_schema), (canvas, schema.build_canvas_schema))
+    monkeypatch.setattr(schema, "FILES", files)
     result = run("schema")
-    assert (result.exit_code, result.stdout) == (0, f"wrote {target}\n")
-    assert schema.is_current(target)
+    assert (result.exit_code, result.stdout) == (0, f"wrote {bots}\nwrote {canvas}\n")
+    assert schema.is_current(bots)
+    assert schema.is_current(canvas, schema.build_canvas_schema)
 
 
 def test_version() -> None:

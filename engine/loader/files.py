@@ -49,8 +49,8 @@ def load_text(
         document = parse(text)
     except YamlSyntaxError as exc:
         trap = syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
-        return None, [_yaml_error(exc, file, trap)]
-    problems = _duplicate_keys(document, file)
+        return None, [yaml_error(exc, file, trap)]
+    problems = duplicate_keys(document, file)
     spec, invalid = validate(document, file)
     problems += invalid
     if spec is None:
@@ -68,9 +68,9 @@ def load_text(
 def load_file(path: Path, environ: Mapping[str, str]) -> LoadedFile:
     """The file read and loaded; a file that cannot be read is one problem, not an exception."""
     try:
-        text = _read(path)
+        text = read_limited(path)
     except YamlSyntaxError as exc:
-        return LoadedFile(None, [_yaml_error(exc, str(path))], None)
+        return LoadedFile(None, [yaml_error(exc, str(path))], None)
     except (OSError, UnicodeDecodeError) as exc:
         return LoadedFile(None, [SpecError(f"cannot read the file: {exc}", str(path))], None)
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -107,13 +107,13 @@ def duplicate_name(bot: CompiledBot, first_file: str) -> SpecError:
     )
 
 
-def _yaml_error(exc: YamlSyntaxError, file: str, trap: str | None = None) -> SpecError:
+def yaml_error(exc: YamlSyntaxError, file: str, trap: str | None = None) -> SpecError:
     """The parser's error, with its own hint or else the YAML trap that explains it."""
     hint = exc.hint or trap
     return SpecError(exc.message, file, exc.line, exc.column, loc_text(exc.loc), hint)
 
 
-def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
+def duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
     return [
         SpecError(
             f"duplicate key '{loc[-1]}'",
@@ -127,7 +127,7 @@ def _duplicate_keys(document: MarkedDocument, file: str) -> list[SpecError]:
     ]
 
 
-def _read(path: Path) -> str:
+def read_limited(path: Path) -> str:
     """The file's text, read no further than a bot file may go: a path may be `/dev/zero`."""
     with path.open(encoding="utf-8") as stream:
         text = stream.read(MAX_BYTES + 1)  # characters: parse() checks the bytes of the rest

@@ -84,12 +84,12 @@ def _secret(value: Any) -> str:
     return describe(value)
 
 
-def message_for(error: ErrorDetails) -> Reading:
-    """The message and optional hint for one pydantic error."""
+def message_for(error: ErrorDetails, root: type[BaseModel] = Bot) -> Reading:
+    """The message and optional hint for one pydantic error of a `root` document."""
     kind, value = error["type"], error.get("input")
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
-        allowed = allowed_keys(error["loc"][:-1])
+        allowed = allowed_keys(error["loc"][:-1], root)
         hint = did_you_mean(name, allowed) or (
             "allowed: " + ", ".join(allowed) if allowed else None
         )
@@ -121,6 +121,9 @@ def message_for(error: ErrorDetails) -> Reading:
             f"one of {expected}",
             _close_literal(ctx.get("tag"), expected),
         )
+    if kind == "union_tag_not_found":  # `{name: x}` where `{kind: text, name: x}` was meant
+        discriminator = str(error.get("ctx", {}).get("discriminator", "type")).strip("'")
+        return Reading(f"missing required key '{discriminator}'")
     if kind == "route_action":
         present = sorted(value) if isinstance(value, dict) else []
         return Reading(str(error["msg"]), hint=_route_hint(present))
@@ -169,18 +172,18 @@ def _step_hint(present: list[str]) -> str | None:
     return None
 
 
-def allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+def allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] = Bot) -> list[str]:
     """The keys the model at `loc` accepts (loc as pydantic reports it, tags included)."""
-    model = _model_at(Bot, list(loc))
+    model = _model_at(root, list(loc))
     if model is None:
         return []
     return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
-def tag_positions(loc: tuple[Any, ...]) -> set[int]:
+def tag_positions(loc: tuple[Any, ...], root: type[BaseModel] = Bot) -> set[int]:
     """Indexes of the parts of `loc` that select a union member rather than name a key."""
     tags: set[int] = set()
-    _model_at(Bot, list(loc), tags=tags)
+    _model_at(root, list(loc), tags=tags)
     return tags
 
 

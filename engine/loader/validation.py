@@ -3,9 +3,9 @@ and explained where the cause is one of YAML's own traps."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import SourceSnippet, SpecError
@@ -29,24 +29,35 @@ class _Complaint(NamedTuple):
 
 def validate(document: MarkedDocument, file: str) -> tuple[Bot | None, list[SpecError]]:
     """The bot the document describes, or None and every problem found."""
+    return validate_as(Bot, "a bot file", document, file)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_as(
+    root: type[M], what: str, document: MarkedDocument, file: str
+) -> tuple[M | None, list[SpecError]]:
+    """The `root` model the document describes (a bot, a canvas app), or None and every
+    problem found, each told as for a bot file; `what` names the kind of file."""
     if not isinstance(document.data, dict):
-        return None, [SpecError("a bot file must be a mapping (key: value lines)", file)]
+        return None, [SpecError(f"{what} must be a mapping (key: value lines)", file)]
     try:
-        return Bot.model_validate(document.data), []
+        return root.model_validate(document.data), []
     except ValidationError as exc:
-        complaints = [_complaint(document, error) for error in exc.errors()]
-        complaints = _explain_slips(document, _fitting_members(complaints))
+        complaints = [_complaint(document, error, root) for error in exc.errors()]
+        complaints = _explain_slips(document, _fitting_members(complaints), root)
         complaints = _without_split_items(document, complaints)
         return None, [_spec_error(document, file, c) for c in _merged(complaints)]
 
 
-def _complaint(document: MarkedDocument, error: ErrorDetails) -> _Complaint:
+def _complaint(document: MarkedDocument, error: ErrorDetails, root: type[BaseModel]) -> _Complaint:
     raw_loc = tuple(error["loc"])
-    tags = tag_positions(raw_loc)
+    tags = tag_positions(raw_loc, root)
     loc, members = real_loc(document, raw_loc, tags)
     if error["type"] == "missing":  # the missing key is not in the file, yet no union member
         members = real_loc(document, raw_loc[:-1], tags)[1]
-    reading = message_for(error)
+    reading = message_for(error, root)
     trap = (
         scalar_trap(document, loc, error.get("input")) if error["type"] == "string_type" else None
     )
@@ -125,14 +136,16 @@ def _split_from(document: MarkedDocument, complaint: _Complaint, traps: list[Sca
     return any(trap.line == mark.line and mark.column in trap.columns for trap in traps)
 
 
-def _explain_slips(document: MarkedDocument, complaints: list[_Complaint]) -> list[_Complaint]:
+def _explain_slips(
+    document: MarkedDocument, complaints: list[_Complaint], root: type[BaseModel]
+) -> list[_Complaint]:
     """An unknown key that belongs to the key above it, indented one level too shallow:
     its complaint says where to indent it, and the empty key's own complaint goes."""
     unknown = {c.loc for c in complaints if c.error["type"] == "extra_forbidden"}
     explained: set[Loc] = set()
     result: list[_Complaint] = []
     for complaint in complaints:
-        owner = _owner(document, complaint, unknown) if complaint.loc in unknown else None
+        owner = _owner(document, complaint, unknown, root) if complaint.loc in unknown else None
         hint = None if owner is None else indentation_hint(document, complaint.loc, owner)
         if owner is not None and hint is not None:
             complaint = complaint._replace(reading=complaint.reading._replace(hint=hint))
@@ -141,7 +154,9 @@ def _explain_slips(document: MarkedDocument, complaints: list[_Complaint]) -> li
     return [c for c in result if not (c.loc in explained and c.reading.wrong_type)]
 
 
-def _owner(document: MarkedDocument, complaint: _Complaint, unknown: set[Loc]) -> Loc | None:
+def _owner(
+    document: MarkedDocument, complaint: _Complaint, unknown: set[Loc], root: type[BaseModel]
+) -> Loc | None:
     """The known key written last before an unknown one, when the unknown key is one of
     its own keys and it is empty or a block mapping."""
     loc = complaint.loc
@@ -160,7 +175,7 @@ def _owner(document: MarkedDocument, complaint: _Complaint, unknown: set[Loc]) -
     if value is not None and not (isinstance(value, dict) and loc[-1] not in value):
         return None
     raw_owner = (*tuple(complaint.error["loc"])[:-1], owner[-1])
-    return owner if str(loc[-1]) in allowed_keys(raw_owner) else None
+    return owner if str(loc[-1]) in allowed_keys(raw_owner, root) else None
 
 
 def _value_at(data: Any, loc: Loc) -> Any:
