@@ -133,9 +133,10 @@ def load_canvas_text(
     problems = duplicate_keys(document, file)
     spec, invalid = validate_as(CanvasApp, "a canvas app file", document, file)
     problems += invalid
-    if spec is None:
-        return None, problems
     checks = _Checks(document, file)
+    if spec is None:  # still check the message, so one run reports every problem
+        checks.raw_message(document.data, invalid, bot_names)
+        return None, problems + checks.problems
     checks.inputs(spec.inputs)
     app = checks.compile(spec, bot_names)
     problems += checks.problems
@@ -176,6 +177,27 @@ class _Checks:
         if message is None or bot is None or any(reply is None for reply in replies):
             return None
         return CompiledCanvas(spec, self.file, bot, message, [r for r in replies if r is not None])
+
+    def raw_message(
+        self, data: object, invalid: list[SpecError], bot_names: Collection[str] | None
+    ) -> None:
+        """The message of a file that did not validate, checked over the inputs that did
+        name themselves and their kind; skipped when the message or an input is in doubt."""
+        if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+            return
+        if any(p.loc == "message" or p.loc.startswith("inputs[") for p in invalid):
+            return
+        raw = data.get("inputs")
+        items = raw if isinstance(raw, list) else []
+        kinds = {
+            item["name"]: item["kind"]
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and isinstance(item.get("kind"), str)
+        }
+        self.template(data["message"], ("message",), kinds)
+        self.bot(data["message"], bot_names)
 
     def template(self, source: str, loc: Loc, kinds: Mapping[str, str]) -> Program | None:
         try:

@@ -55,6 +55,7 @@ def _complaint(document: MarkedDocument, error: ErrorDetails, root: type[BaseMod
     raw_loc = tuple(error["loc"])
     tags = tag_positions(raw_loc, root)
     loc, members = real_loc(document, raw_loc, tags)
+    loc = _at_discriminator(document, error, loc)
     if error["type"] == "missing":  # the missing key is not in the file, yet no union member
         members = real_loc(document, raw_loc[:-1], tags)[1]
     reading = message_for(error, root)
@@ -64,6 +65,14 @@ def _complaint(document: MarkedDocument, error: ErrorDetails, root: type[BaseMod
     if trap is not None:
         return _Complaint(loc, reading._replace(hint=trap.hint), error, members, trap)
     return _Complaint(loc, reading, error, members)
+
+
+def _at_discriminator(document: MarkedDocument, error: ErrorDetails, loc: Loc) -> Loc:
+    """An unknown `kind: textarea` is told at its value, not at the mapping holding it."""
+    if error["type"] != "union_tag_invalid":
+        return loc
+    key = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+    return (*loc, key) if (*loc, key) in document.keys else loc
 
 
 def _fitting_members(complaints: list[_Complaint]) -> list[_Complaint]:
