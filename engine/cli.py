@@ -286,7 +286,16 @@ def _connections(
     "listed as NAME; its access key is read from PLAY_<NAME>_ACCESS_KEY (NAME upper-cased, "
     "other characters as _). Repeatable.",
 )
-def play(bots_dir: str, host: str, port: int, connections: dict[str, str]) -> None:
+@click.option(
+    "--canvas",
+    "canvas_dir",
+    default=None,
+    help="Folder of canvas apps (.html pages, .yaml apps) to serve at /play/canvas/<name> "
+    "with a stand-in for Poe's window.Poe.  [default: canvas beside the bots folder]",
+)
+def play(
+    bots_dir: str, host: str, port: int, connections: dict[str, str], canvas_dir: str | None
+) -> None:
     """Serve the bots with the browser playground at /play/, reloading on every edit.
 
     Chat with each bot as in Poe, see each turn's events, timings and protocol
@@ -297,7 +306,10 @@ def play(bots_dir: str, host: str, port: int, connections: dict[str, str]) -> No
 
     if not Path(bots_dir).is_dir():
         raise click.UsageError(f"no such folder: {bots_dir}")
-    sys.exit(serve_playground(Path(bots_dir), host, port, connections))
+    if canvas_dir is not None and not Path(canvas_dir).is_dir():
+        raise click.UsageError(f"no such folder: {canvas_dir}")
+    canvas = None if canvas_dir is None else Path(canvas_dir)
+    sys.exit(serve_playground(Path(bots_dir), host, port, connections, canvas))
 
 
 @main.group("canvas")

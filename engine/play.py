@@ -20,9 +20,17 @@ from .settings import Settings, describe_invalid
 log = logging.getLogger("engine")
 
 
-def serve_playground(folder: Path, host: str, port: int, remotes: Mapping[str, str]) -> int:
-    """Serve until stopped; 1 (with the reason on stderr) when it cannot start."""
+def serve_playground(
+    folder: Path,
+    host: str,
+    port: int,
+    remotes: Mapping[str, str],
+    canvas: Path | None = None,
+) -> int:
+    """Serve until stopped; 1 (with the reason on stderr) when it cannot start. `canvas`:
+    the canvas apps' folder, default `canvas` beside `folder`."""
     from .server import Server
+    from .web import canvas as canvas_apps
     from .web import create_app
     from .web.playground import connect
 
@@ -47,6 +55,7 @@ def serve_playground(folder: Path, host: str, port: int, remotes: Mapping[str, s
             )
             return 1
         connect(app, remotes)
+        canvas_apps.use_folder(app, canvas)
         server = Server(app, settings, watch=True)
     except EngineError as exc:
         print(f"not starting:\n{exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ from flask import (
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 
-from . import play_bots, play_files, play_turn
+from . import canvas, play_bots, play_files, play_turn
 from .play_bots import RemoteBot
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ blueprint = Blueprint(
     template_folder="templates",
     static_folder="static",
 )
+blueprint.register_blueprint(canvas.blueprint)  # /play/canvas/...: canvas apps, same guard
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 TOKEN_COOKIE = "playground_token"

@@ -2,5 +2,9 @@
 // which it is in <body data-page>.
 
 const page = document.body.dataset.page;
-const module = page === "bot" ? await import("./play/chat.js") : await import("./play/list.js");
+const pages = {
+  bot: () => import("./play/chat.js"),
+  canvas: () => import("./play/canvas-host.js"),
+};
+const module = await (pages[page] || (() => import("./play/list.js")))();
 module.start();

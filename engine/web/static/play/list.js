@@ -36,6 +36,44 @@ async function refresh() {
   }
 }
 
+function canvasRow(app) {
+  const usable = !app.problems.length;
+  return h(
+    "li",
+    { class: `bot-row status-${usable ? "ok" : "broken"}`, dataset: { testid: "canvas-row", name: app.name } },
+    h(
+      "div",
+      { class: "bot-row-head" },
+      usable
+        ? h("a", { href: `/play/canvas/${encodeURIComponent(app.name)}`, class: "bot-link" }, app.name)
+        : h("span", { class: "bot-link broken" }, app.name),
+      badge(app.kind, "kind", "canvas-kind"),
+      h("span", { class: "file muted" }, app.file),
+    ),
+    app.title ? h("p", { class: "description" }, app.title) : null,
+    app.problems.length ? problemList(app.problems) : null,
+  );
+}
+
+/** The canvas apps (engine/web/canvas.py), under their own heading. */
+async function refreshCanvas() {
+  const target = document.getElementById("canvas-apps");
+  try {
+    const { folder, apps } = await getJSON("/canvas");
+    target.replaceChildren(
+      apps.length
+        ? h("ul", { class: "bot-list" }, apps.map(canvasRow))
+        : h("p", { class: "muted" }, folder
+          ? `No canvas apps yet: add an .html file to ${folder}.`
+          : "No canvas folder: make one named canvas beside the bots folder, or start with --canvas DIR."),
+    );
+  } catch (error) {
+    target.replaceChildren(h("p", { class: "error-text" }, `Could not load the canvas apps: ${error.message}`));
+  }
+}
+
 export function start() {
-  followVersion(refresh);
+  followVersion(async () => {
+    await Promise.all([refresh(), refreshCanvas()]);
+  });
 }
