@@ -9,8 +9,13 @@ if sys.argv[1:2] == ["play"]:
 
     monkey.patch_all()
 
-from .cli import main  # noqa: E402
 from .envfile import load_env_file  # noqa: E402
+from .errors import LibyamlMissing  # noqa: E402
+
+try:
+    from .cli import main
+except LibyamlMissing as exc:  # a broken install: its remedy, without a traceback
+    sys.exit(f"error: {exc}")
 
 # `.env` in the current folder first, for every command; variables already set win.
 env_file = load_env_file()

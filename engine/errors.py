@@ -112,3 +112,7 @@ class RunError(EngineError):
         self.user_text = user_text
         self.detail = detail
         self.allow_retry = allow_retry
+
+
+class LibyamlMissing(EngineError, ImportError):
+    """PyYAML without libyaml: the engine refuses to read bot files with any other parser."""

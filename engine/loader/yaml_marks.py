@@ -8,6 +8,18 @@ and `x: &r [*r]` a cycle. PyYAML's merge keys rewrite nodes in place, so a mappi
 through a second alias reported its merged keys as duplicates. Here an alias replays its
 anchor's events, every value is counted, nesting is bounded and only YAML's plain tags are
 read: any text ends in data or in one located error, in bounded time and memory.
+
+The events come from libyaml and from nothing else: PyYAML without it (`yaml.CSafeLoader`
+missing) stops the engine at import with LIBYAML_MISSING. Falling back to PyYAML's
+pure-Python parser, as the engine once did, read the same file two ways: that parser
+rejects valid YAML libyaml and editors accept (`suggested_replies: [How long is shipping?,
+I want a refund]` in bots/acme-help.yaml: it ends a plain scalar at `?` inside brackets),
+and it reports errors with other marks and messages, so a bot loaded on one machine and
+not on another, and its errors moved. Making the two agree would mean patching PyYAML's
+scanner, a fork of its YAML 1.1 grammar; requiring libyaml costs nothing in practice:
+PyYAML's wheels on PyPI for CPython on Linux (glibc and musl), macOS and Windows all carry
+libyaml, so `pip install -r requirements.txt` gets it, and only a build from source
+without libyaml's headers goes without.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from yaml.events import (
     StreamEndEvent,
 )
 
+from ..errors import LibyamlMissing
+
 Loc = tuple[str | int, ...]
 
 # Limits far beyond any real bot (the examples are at most 5 KB, nest 9 levels and hold 358
@@ -39,10 +53,20 @@ MAX_BYTES = 1 << 20
 MAX_DEPTH = 100
 MAX_VALUES = 100_000
 
-try:  # libyaml is much faster; fall back to pure Python where it is missing
+LIBYAML_MISSING = (
+    "PyYAML is installed without libyaml (yaml.CSafeLoader is missing), and the engine reads "
+    "bot files with libyaml only: PyYAML's pure-Python parser rejects valid files that "
+    "libyaml and editors accept (such as `[How long is shipping?, I want a refund]`), so the "
+    "same bot would load on one machine and not on another. PyYAML's wheels on PyPI include "
+    "libyaml: reinstall it with `pip install --force-reinstall --no-cache-dir "
+    "--only-binary=PyYAML PyYAML==6.0.3`, or install libyaml's headers first (Debian: "
+    "apt-get install libyaml-dev) when it must be built from source."
+)
+
+try:
     _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+except AttributeError:
+    raise LibyamlMissing(LIBYAML_MISSING) from None
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _MERGE, _TIMESTAMP = (f"{_TAG}{name}" for name in ("str", "int", "merge", "timestamp"))
