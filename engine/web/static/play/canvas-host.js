@@ -62,6 +62,13 @@ function attachmentOf(uploaded, index) {
   };
 }
 
+/** The bot's rate card as Poe shows it: Markdown. */
+function rateCard(text) {
+  const el = h("div", { class: "rate content", dataset: { testid: "rate-card" } });
+  renderInto(el, text);
+  return el;
+}
+
 class CanvasHost {
   constructor(app) {
     this.app = app;
@@ -229,7 +236,7 @@ class CanvasHost {
       $("confirmations").replaceChildren(h("div", { class: "confirm", dataset: { testid: "confirmation", bot } },
         h("p", {}, h("strong", {}, `Send to @${bot}?`), " This bot has a cost."),
         h("blockquote", { class: "confirm-text" }, text),
-        h("p", { class: "rate", dataset: { testid: "rate-card" } }, settings.rate_card),
+        rateCard(settings.rate_card),
         settings.cost_label ? h("p", { class: "muted" }, settings.cost_label) : null,
         h("div", { class: "confirm-buttons" },
           h("button", { type: "button", class: "primary", dataset: { testid: "confirm-accept" }, onclick: () => close(true) }, "Send"),
