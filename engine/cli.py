@@ -1,5 +1,5 @@
-"""`python -m engine validate | test | schema | chat | graph | play | canvas build`: thin
-commands."""
+"""`python -m engine validate | test | schema | chat | graph | sync | play | canvas build`:
+thin commands."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .chat import (
 from .compiled import CompiledBot
 from .errors import SpecError, place
 from .loader import LoadReport, load_paths
+from .poe_api import API_URL_VAR, DEFAULT_API_URL, checked_base_url
 from .testing import run_bot_tests
 
 DEFAULT_PATHS = ("bots",)
@@ -232,6 +233,53 @@ def _find(bot: str, bots_dir: str) -> tuple[CompiledBot, list[SpecError]]:
         _print_problems(exc.report)
         click.echo(_summary(exc.report))
         sys.exit(1)
+
+
+@main.command("sync")
+@click.argument("names", nargs=-1, metavar="[BOT]...")
+@click.option(
+    "--bots",
+    "bots_dir",
+    default=DEFAULT_PATHS[0],
+    show_default=True,
+    help="Folder of bot files.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the settings JSON; send nothing.")
+@click.option(
+    "--base-url",
+    envvar=API_URL_VAR,
+    default=DEFAULT_API_URL,
+    show_default=True,
+    show_envvar=True,
+    help="Poe's bot API, where update_settings is.",
+)
+def sync_command(names: tuple[str, ...], bots_dir: str, dry_run: bool, base_url: str) -> None:
+    """Send each bot's settings to Poe (default: every bot in the folder), as Poe would
+    fetch them from the server; exit 1 if any bot could not be synced.
+
+    A bot is sent to the Poe bot `poe_name` (default: its name) with its access key. What
+    changed is shown against the last sync made from this machine (STATE_DIR/poe-sync.json):
+    Poe gives no way to read its copy back.
+    """
+    from .poe_api import sync as poe_sync  # httpx, only for this command
+
+    try:
+        base = checked_base_url(base_url, "--base-url")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    report = _load([bots_dir], None)
+    if report.errors:
+        _print_problems(report)
+        click.echo(f"cannot sync: {_plural(len(report.errors), 'error')} in the bot files")
+        sys.exit(1)
+    try:
+        targets = poe_sync.select(report.bots, names)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if dry_run:
+        sys.exit(poe_sync.dry_run(targets, click.echo))
+    record = poe_sync.SyncRecord(poe_sync.record_path())
+    sys.exit(poe_sync.sync(targets, base, record, click.echo))
 
 
 @main.command("graph")

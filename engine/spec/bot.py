@@ -25,6 +25,13 @@ class Bot(StrictModel):
         pattern=BOT_NAME_PATTERN,
         description="URL path of the bot (`POST /<name>`); default: the file name.",
     )
+    poe_name: str | None = Field(
+        None,
+        pattern=BOT_NAME_PATTERN,
+        description="The bot's name on Poe, which `python -m engine sync` sends its settings "
+        "to; default: `name`.",
+        examples=["AcmeHelp"],
+    )
     description: str = Field("", description="What the bot does, for people and listings.")
     access_key: EnvRef | None = Field(
         None,
