@@ -9,15 +9,19 @@ its own and leaves a screenshot in tests/output/screenshots/<test>.png.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, FilePayload, Frame, Page, expect, sync_playwright
+
+from engine.web.canvas import inject
 
 from ._browser import PlayServer, launch, require_chromium, screenshot
 from .conftest import BOTS_DIR, EXAMPLE_ENV, KEY, REPO
@@ -71,6 +75,7 @@ BOTS = {
         """,
 }
 EXAMPLES = ("hello", "polyglot")
+TOKEN = "canvas-test-token-" + "t" * 16
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
     "0000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082"
@@ -94,11 +99,22 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+class TokenPlayServer(PlayServer):
+    """`engine play` with PLAYGROUND_TOKEN: its readiness probe shows the token too."""
+
+    def version(self) -> int:
+        headers = {"Cookie": f"playground_token={TOKEN}"}
+        probe = urllib.request.Request(f"{self.url}/play/api/version", headers=headers)
+        with urllib.request.urlopen(probe, timeout=5) as response:
+            return int(json.load(response)["version"])
+
+
 @pytest.fixture(scope="module")
 def server(folder: Path) -> Iterator[PlayServer]:
     require_chromium()
-    env = EXAMPLE_ENV | {"PLAYTEST_ACCESS_KEY": KEY}
-    play = PlayServer(folder / "bots", folder / "play.log", env, {})
+    # With a token, as off loopback: the app's frame, an opaque origin, gets no cookie.
+    env = EXAMPLE_ENV | {"PLAYTEST_ACCESS_KEY": KEY, "PLAYGROUND_TOKEN": TOKEN}
+    play = TokenPlayServer(folder / "bots", folder / "play.log", env, {})
     yield play
     play.stop()
 
@@ -116,6 +132,7 @@ def page(browser: Browser, server: PlayServer, request: pytest.FixtureRequest) -
     """A fresh page; its screenshot is saved whatever the outcome."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
     page = context.new_page()
+    page.goto(f"/play/?token={TOKEN}")  # the cookie every playground request needs
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
@@ -417,13 +434,14 @@ def test_the_app_runs_sandboxed_as_in_poe(page: Page) -> None:
             try { localStorage.getItem("x"); storage = "readable"; } catch (e) { storage = e.name; }
             const api = await fetch("/play/api/bots").then(() => "reachable", () => "blocked");
             const first = document.head.querySelector("script");
-            return {storage, api, first: first && first.getAttribute("src"), origin: window.origin};
+            const embed = first && first.hasAttribute("data-poe-embed");
+            return {storage, api, embed, origin: window.origin};
         }"""
     )
     assert outcome == {
         "storage": "SecurityError",
         "api": "blocked",
-        "first": "/play/static/poe-embed.js",
+        "embed": True,
         "origin": "null",
     }
 
@@ -458,3 +476,23 @@ def test_the_example_app_drives_the_polyglot_flow(page: Page) -> None:
     expect(answers).to_have_count(3)
     expect(answers.nth(2)).to_have_text("¡Hola! ¿En qué puedo ayudarte?")
     expect(answers.nth(0)).to_have_text("Which language should I answer in?")
+
+
+# ---------------------------------------------------------------------------- injection
+
+
+@pytest.mark.parametrize(
+    ("page_html", "expected"),
+    [
+        ("<!doctype html><html><head><title>t</title></head>", "<html><head>{S}<title>"),
+        ("<HTML><HEAD lang=en><script>x</script>", "<HEAD lang=en>{S}<script>x"),
+        ("<html><header>h</header>", "<html>{S}<header>"),  # no head: the implied one
+        ("<!DOCTYPE html><p>bare", "<!DOCTYPE html>{S}<p>bare"),
+        ("<p>nothing else", "{S}<p>nothing else"),
+    ],
+)
+def test_the_emulator_is_the_first_script_of_the_head(page_html: str, expected: str) -> None:
+    script = "<script data-poe-embed>\nwindow.X = '<\\/script>';</script>"
+    injected = inject(page_html, "window.X = '</script>';")
+    assert expected.replace("{S}", script) in injected
+    assert injected.count("<script data-poe-embed>") == 1

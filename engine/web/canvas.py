@@ -4,8 +4,10 @@ app, built on the fly) served at /play/canvas/<name> with a stand-in for Poe's w
 The page around the app (play/canvas.html) holds the emulator's panel and loads the app in
 an iframe sandboxed as Poe's canvas frame is (scripts and forms, no same origin): storage,
 modals and the playground's own API fail there as they would in Poe, and the panel never
-touches the app's layout. The app's HTML gets one `<script src=".../poe-embed.js">` as the
-first script of its head; that script steps aside when a real window.Poe exists.
+touches the app's layout. The app's HTML gets static/poe-embed.js as the first script of
+its head; it steps aside when a real window.Poe exists. The script is written into the page
+rather than linked: a sandboxed frame's requests come from an opaque origin, which gets no
+SameSite=Strict cookie, so with PLAYGROUND_TOKEN set a linked script would be refused.
 
 A child of the playground's blueprint, so its guard (loopback Host, token) covers these
 pages too.
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 blueprint = Blueprint("canvas", __name__)
 
 FOLDER_KEY = "canvas.folder"
-EMBED_SRC = "/play/static/poe-embed.js"
+EMBED_SCRIPT = Path(__file__).parent / "static" / "poe-embed.js"
 HTML_SUFFIXES = (".html", ".htm")
 YAML_SUFFIXES = (".yaml", ".yml")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -135,10 +137,12 @@ def page_html(app: CanvasApp) -> str:
     return inject(_read(app.path))
 
 
-def inject(html: str, src: str = EMBED_SRC) -> str:
+def inject(html: str, script: str | None = None) -> str:
     """`html` with the emulator's script first in its head (an implied head: after <html>,
     else after the doctype, else at the very start)."""
-    tag = f'<script src="{src}"></script>'
+    code = EMBED_SCRIPT.read_text(encoding="utf-8") if script is None else script
+    safe = code.replace("</", "<\\/")  # nothing in it may close the script element
+    tag = f"<script data-poe-embed>\n{safe}</script>"
     for pattern in (_HEAD, _HTML, _DOCTYPE):
         match = pattern.search(html)
         if match:
