@@ -74,7 +74,7 @@ BOTS = {
           - reply: "Say start."
         """,
 }
-EXAMPLES = ("hello", "polyglot")
+EXAMPLES = ("hello", "polyglot", "acme-help")
 TOKEN = "canvas-test-token-" + "t" * 16
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -96,6 +96,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     canvas.mkdir()
     shutil.copy(PROBE, canvas / "probe.html")
     shutil.copy(EXAMPLE_APP, canvas / EXAMPLE_APP.name)
+    shutil.copy(REPO / "canvas" / "ask-acme.yaml", canvas / "ask-acme.yaml")  # built on the fly
     return root
 
 
@@ -458,13 +459,15 @@ def test_the_emulator_steps_aside_when_poe_is_there(page: Page) -> None:
 def test_the_bot_list_has_a_canvas_apps_section(page: Page) -> None:
     page.goto("/play/")
     rows = page.get_by_test_id("canvas-row")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.name)") == [
+        "ask-acme",
         "polyglot-greeter",
         "probe",
     ]
+    expect(rows.first.get_by_test_id("canvas-kind")).to_have_text("yaml")
     screenshot(page, "test_canvas_list")
-    rows.first.get_by_role("link").click()
+    rows.nth(1).get_by_role("link").click()
     expect(page).to_have_url(re.compile(r"/play/canvas/polyglot-greeter$"))
     expect(page.get_by_test_id("canvas-name")).to_have_text("polyglot-greeter")
 
@@ -496,3 +499,13 @@ def test_the_emulator_is_the_first_script_of_the_head(page_html: str, expected: 
     injected = inject(page_html, "window.X = '</script>';")
     assert expected.replace("{S}", script) in injected
     assert injected.count("<script data-poe-embed>") == 1
+
+
+def test_a_yaml_canvas_app_is_built_and_answered_by_the_real_bot(page: Page) -> None:
+    app = open_app(page, "ask-acme")
+    app.locator("#field-topic").select_option("Refund")
+    app.locator("#field-question").fill("Can I get my money back?")
+    app.locator("#submit").click()
+    answer = app.locator(".exchange .response .content")
+    expect(answer).to_contain_text("Refunds take 5-7 days")
+    expect(app.locator(".reply")).to_have_text(["How long is shipping?", "I want a refund"])
