@@ -18,6 +18,7 @@ from pydantic import ValidationError  # noqa: E402
 from engine.envfile import EnvFile, load_env_file  # noqa: E402
 from engine.errors import EngineError  # noqa: E402
 from engine.loader.models import BASE_URL_VARIABLES  # noqa: E402
+from engine.logs import configure as configure_logs  # noqa: E402
 from engine.providers.sdk import KEY_VARIABLES  # noqa: E402
 from engine.server import Server  # noqa: E402
 from engine.settings import Settings, describe_invalid, describe_settings  # noqa: E402
@@ -74,9 +75,7 @@ def main(argv: Sequence[str]) -> None:
         for problem in env_file.problems if env_file else ():
             print(f"warning: {problem}", file=sys.stderr)
         sys.exit(f"not starting: {describe_invalid(exc)}")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logs(settings)
     report_env_file(env_file)
     try:
         server = Server(create_app(settings=settings), settings)

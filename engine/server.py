@@ -26,8 +26,10 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.sock import TCP6Socket, TCPSocket
 from gunicorn.util import is_ipv6
 
+from . import metrics
 from .errors import EngineError
 from .loader import BotRegistry
+from .logs import GunicornLogger
 from .settings import Settings
 from .watch import reload_on_change
 from .web import describe_served, reload_app
@@ -57,6 +59,8 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type h
         self._settings = settings
         self._watch = watch
         self._held = _hold(settings.host, settings.port)
+        if settings.metrics:
+            metrics.prepare()  # before the workers fork: they inherit the folder
         super().__init__()
 
     def load_config(self) -> None:
@@ -173,9 +177,24 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.log_level,
         "accesslog": None,
         "errorlog": "-",
+        # Its lines in the engine's format (JSON with LOG_FORMAT=json), secrets redacted.
+        "logger_class": GunicornLogger,
         "proc_name": "poe-engine",
         "control_socket_disable": True,  # one shared path would clash between servers
+        **(_METRICS_HOOKS if settings.metrics else {}),
     }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    metrics.worker_exited(worker.pid)
+
+
+def _on_exit(server: Any) -> None:
+    metrics.finish()
+
+
+# Multi-process metrics: a dead worker's files are marked, the master's folder removed.
+_METRICS_HOOKS = {"child_exit": _child_exit, "on_exit": _on_exit}
 
 
 def _bind_text(host: str, port: int) -> str:

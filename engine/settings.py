@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 import textwrap
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,25 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error."
     )
+    log_format: Literal["text", "json", "auto"] = Field(
+        "text",
+        description="text (one readable line per event), json (one JSON object per line, for "
+        "a log collector) or auto (json when standard error is not a terminal).",
+    )
+    log_messages: bool = Field(
+        False,
+        description="Put what the user wrote in each request's log line (off: never logged).",
+    )
+    metrics: bool = Field(
+        True,
+        description="Serve Prometheus metrics at GET /metrics, every worker counted; off "
+        "loopback only with METRICS_TOKEN.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, GET /metrics needs 'Authorization: Bearer <token>'; needed for "
+        "/metrics off loopback (unset there: 403).",
+    )
     # A secret: the URL may hold Redis's password. Logs show `Store.description` (redacted).
     redis_url: SecretStr | None = Field(
         None,
@@ -76,6 +96,13 @@ class Settings(BaseSettings):
         description="Needed for the playground off loopback: a browser opens /play/?token=... "
         "once; unset, the playground answers only on loopback.",
     )
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON objects (LOG_FORMAT json, or auto off a terminal)."""
+        if self.log_format == "auto":
+            return not sys.stderr.isatty()
+        return self.log_format == "json"
 
     @property
     def is_loopback(self) -> bool:

@@ -57,6 +57,18 @@ class RelayTiming:
     answer_limit: float = 570.0
 
 
+@dataclass
+class ModelAttempt:
+    """One try of one model, noted for the turn's log line and metrics: `retry` when it
+    tries the same model again, `fallback` when it is a later model's first try."""
+
+    provider: str
+    model: str
+    retry: bool = False
+    fallback: bool = False
+    failed: bool = False
+
+
 _DONE = object()
 # What Python raises for a mistake in code, never for a network or a server: providers turn
 # every failure of the upstream into a ProviderError, so one of these that still reaches the
@@ -71,16 +83,24 @@ def stream_chain(
     opener: Opener,
     timing: RelayTiming = RelayTiming(),
     bot_name: str = "",
+    attempts: list[ModelAttempt] | None = None,
 ) -> Iterator[Chunk | Tick]:
-    """Chunks from the first model that answers; retries and fallback only before any text."""
+    """Chunks from the first model that answers; retries and fallback only before any text.
+    Each try is noted on `attempts` (the turn's trace), when given."""
     last: ProviderError | None = None
     chain_deadline = time.monotonic() + timing.answer_limit
-    for model in chain:
+    for index, model in enumerate(chain):
         call = build_call(model)
         for attempt in range(model.retries + 1):
             if time.monotonic() >= chain_deadline:
                 raise _failure(last or TimedOut("no time left for another model", retryable=True))
             sent = False
+            first_try = attempt == 0
+            tried = ModelAttempt(
+                model.spec.provider, model.label, not first_try, index > 0 and first_try
+            )
+            if attempts is not None:
+                attempts.append(tried)
             try:
                 for item in _attempt(model, call, opener, timing, chain_deadline):
                     sent = sent or isinstance(item, Chunk)
@@ -88,6 +108,7 @@ def stream_chain(
                 return
             except ProviderError as exc:
                 last = exc
+                tried.failed = True
                 log.warning("bot %s: %s (try %d): %s", bot_name, model.label, attempt + 1, exc)
                 if sent:
                     raise ModelFailure(BROKE_OFF, exc.detail, allow_retry=True) from exc

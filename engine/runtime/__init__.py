@@ -62,9 +62,12 @@ def run(
     remembered vars (None: nothing counted or remembered); `fetcher` makes `call` steps'
     requests; `trace` (tests, the playground) records what the turn did.
     """
+    trace = FlowTrace() if trace is None else trace
     conversation = split_conversation(request)
     turned_away = _turned_away(bot, request, conversation is not None, limiter)
     if turned_away is not None or conversation is None:
+        if conversation is not None:
+            trace.limited = "messages"
         yield Meta()
         yield turned_away or Error(NO_MESSAGE, allow_retry=False)
         return
@@ -82,7 +85,7 @@ def run(
         timing,
         limiter=limiter,
         fetcher=fetcher,
-        trace=FlowTrace() if trace is None else trace,
+        trace=trace,
     )
     state = read_state(bot, history, request.conversation_id)
     try:

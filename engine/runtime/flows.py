@@ -289,6 +289,7 @@ class FlowRunner:
         from ..outbound import CallError, HostPolicy, OutboundRequest  # httpx: only here
 
         if over := over_limit(self.scope.limiter, self.bot, self.scope.request.user_id, "calls"):
+            self.scope.trace.limited = "calls"
             self.stopped = True  # over the limit of outside calls: the flow ends here
             yield over
             return None
@@ -313,6 +314,7 @@ class FlowRunner:
             data = self.scope.fetcher(request, self.bot.hosts or HostPolicy()).json()
         except CallError as exc:
             log.warning("bot %s: %s: call failed: %s", self.bot.name, step.loc, exc)
+            self.scope.trace.call_failures += 1
             failed = step.on_error
         else:
             for name, expression in step.extract:

@@ -21,6 +21,7 @@ def run_llm(scope: Scope, route: CompiledLLM) -> Iterator[Event]:
     system, messages = build_messages(route, scope.history, scope.message, scope.context)
     static = render_static(scope, route.suggest)
     if over := over_limit(scope.limiter, scope.bot, scope.request.user_id, "model_calls"):
+        scope.trace.limited = "model_calls"
         yield over
         return
     answer = ""

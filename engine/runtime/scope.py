@@ -10,7 +10,7 @@ from ..compiled import Chain, CompiledBot, CompiledModel
 from ..limits import Limiter
 from ..protocol.requests import Message, QueryRequest
 from ..providers.base import ChatMessage, Chunk, ModelCall
-from ..providers.relay import Opener, RelayTiming, Tick, stream_chain
+from ..providers.relay import ModelAttempt, Opener, RelayTiming, Tick, stream_chain
 from .sampling import sampling_for
 
 if TYPE_CHECKING:
@@ -39,12 +39,19 @@ class FlowTrace:
     flow step run (`flows.refund[3]`, the question answered first when a flow resumes),
     and the branch followed when an answer did not fit (`flows.refund[0].retry`, `.on_fail`)
     or a call failed (`flows.refund[1].call.on_error`). The locs are the compiled
-    objects' own strings: recording costs a list append per decision."""
+    objects' own strings: recording costs a list append per decision.
+
+    For the request's log line and metrics too: `models`, every model tried (retries and
+    fallbacks marked), `limited`, the kind of limit that refused the turn (`messages`,
+    `model_calls`, `calls`), and `call_failures`, the outside calls that failed."""
 
     vars: dict[str, Any] | None = None
     running: str | None = None
     calls: list[OutboundRequest] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
+    models: list[ModelAttempt] = field(default_factory=list)
+    limited: str | None = None
+    call_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,4 +87,6 @@ class Scope:
         def build(model: CompiledModel) -> ModelCall:
             return replace(base, sampling=sampling_for(model, self.context, self.bot.name))
 
-        return stream_chain(chain, build, self.opener, self.timing, self.bot.name)
+        return stream_chain(
+            chain, build, self.opener, self.timing, self.bot.name, self.trace.models
+        )

@@ -91,6 +91,8 @@ def create_app(
     app.register_blueprint(health.blueprint)
     endpoint = poe.PoeEndpoint(app.wsgi_app, state)
     app.wsgi_app = app.extensions[_ENDPOINT] = endpoint  # type: ignore[method-assign]
+    if settings.metrics:
+        import_module(".metrics_page", __package__).install(app, settings)
     if settings.playground:
         _install_playground(app)
     return app

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
 from ..loader import is_weak
+from ..logs import json_lines
+from ..metrics import Metrics, metrics
 from ..protocol import jsonshape, sse
-from ..protocol.events import Comment, Done, Error, Event, KeepAlive
+from ..protocol.events import Comment, Done, Error, Event, KeepAlive, Replace, Text
 from ..protocol.guard import guarded
 from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_query, request_type
 from ..providers.relay import RelayTiming
@@ -76,6 +78,9 @@ class PoeEndpoint:
         self._next = flask_app
         self._state = state
         self._timing = RelayTiming(keepalive=state.settings.keepalive_seconds)
+        # Made at the first count, in the worker: prometheus_client must be imported after
+        # the server has set PROMETHEUS_MULTIPROC_DIR (engine/metrics.py).
+        self._counting = state.settings.metrics
 
     def swap(self, state: EngineState) -> None:
         """Answer from `state` from now on (a reload): one attribute, read per request as
@@ -86,7 +91,7 @@ class PoeEndpoint:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "POST" or path.count("/") != 1:
             return self._next(environ, start_response)
-        served = Served(path[1:])
+        served = Served(path[1:], self._counting, self._state.settings.log_messages)
         reply = self.answer(path[1:], environ, served)
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", reply.headers)
         served.status = reply.status
@@ -98,7 +103,7 @@ class PoeEndpoint:
         served = served or Served(name)
         bot = self._state.bots.get(name)
         if bot is None:
-            served.bot, served.outcome = repr(name[:100]), "no such bot"
+            served.bot, served.outcome, served.known = repr(name[:100]), "no such bot", False
             return unknown_bot(name, self._state.bots)
         if bot.access_key is not None and not _authorized(environ, bot.access_key):
             log.warning("bot %s: refused a request with a missing or wrong access key", name)
@@ -110,7 +115,7 @@ class PoeEndpoint:
             return error(403, PROXIED_WITHOUT_KEY)
         try:
             data = parse_body(_read_body(environ, self._state.settings.max_body_bytes))
-            served.kind = request_type(data)
+            served.kind, served.data = request_type(data), data
             return self._dispatch(bot, served.kind, data, environ, served)
         except RequestError as exc:
             kind = "bad request" if exc.status == 400 else "refused"
@@ -131,7 +136,8 @@ class PoeEndpoint:
         if kind == "settings":
             return Reply(200, [self._state.settings_bodies[bot.name]])
         if kind in REPORT_TYPES:
-            _log_report(bot.name, kind, data)
+            if not json_lines():  # a JSON request line carries the report's fields itself
+                _log_report(bot.name, kind, data)
             return Reply(200, [b"{}"])
         served.outcome = "unsupported"
         return error(501, f"unsupported request type {kind!r}")
@@ -140,31 +146,58 @@ class PoeEndpoint:
         self, bot: CompiledBot, data: dict[str, Any], environ: WSGIEnvironment, served: Served
     ) -> Reply:
         limiter = self._state.limiter
-        # The playground's side channel; one attribute check when it is off.
-        trace = None if self._state.trace_token is None else _trace_for(environ, self._state)
+        served.trace = trace = FlowTrace()  # what the turn did, for its log line and metrics
         events = run(bot, parse_query(data), timing=self._timing, limiter=limiter, trace=trace)
         events = guarded(events, bot.name)
-        if trace is not None:
+        # The playground's side channel; one attribute check when it is off.
+        if self._state.trace_token is not None and _trace_asked(environ, self._state):
             events = traced(events, trace)
         # Both modes stop the bot (and its model call) as soon as the client leaves.
         events = served.watch(until_gone(events, environ, bot.name))
         if _wants_json(environ):
             served.kind = "query (json)"
-            return Reply(200, [json.dumps(jsonshape.aggregate(events)).encode()])
+            body = [json.dumps(jsonshape.aggregate(events)).encode()]
+            served.first_byte = time.perf_counter()
+            return Reply(200, body)
         return Reply(200, encoded(events, served), sse.CONTENT_TYPE, sse.HEADERS)
 
 
 class Served:
-    """The one INFO line each `POST /<bot>` request leaves in the log once it is answered,
-    `bot acme-help: query 200 answered in 0.4 ms`: the bot, the request type, the HTTP
-    status, the outcome and the time taken; never the access key or what the user wrote.
+    """What each `POST /<bot>` request leaves once it is answered: one INFO line on
+    `engine.requests`, `bot acme-help: query 200 answered in 0.4 ms` (the bot, the request
+    type, the HTTP status, the outcome and the time taken; never the access key, nor what
+    the user wrote unless LOG_MESSAGES), with LOG_FORMAT=json the same line as a JSON
+    object with the fields of `fields`; and its counts in the metrics.
     """
 
-    __slots__ = ("bot", "kind", "outcome", "started", "status")
+    __slots__ = (
+        "allow_retry",
+        "bot",
+        "characters",
+        "data",
+        "ended",
+        "error_type",
+        "first_byte",
+        "kind",
+        "known",
+        "counting",
+        "log_messages",
+        "outcome",
+        "started",
+        "status",
+        "trace",
+    )
 
-    def __init__(self, bot: str) -> None:
+    def __init__(self, bot: str, counting: bool = False, log_messages: bool = False) -> None:
         self.bot, self.kind, self.status, self.outcome = bot, "request", 0, "answered"
         self.started = time.perf_counter()
+        self.counting, self.log_messages, self.known = counting, log_messages, True
+        self.data: dict[str, Any] | None = None
+        self.trace: FlowTrace | None = None
+        self.first_byte = self.ended = 0.0
+        self.characters = 0
+        self.error_type: str | None = None
+        self.allow_retry: bool | None = None
 
     def watch(self, events: Iterator[Event]) -> Iterator[Event]:
         """`events`, noting how the answer ends: whole, with an error, or cut short (the
@@ -172,10 +205,13 @@ class Served:
         self.outcome = "client left"
         try:
             for event in events:
-                if type(event) is Error:
+                if type(event) is Text or type(event) is Replace:
+                    self.characters += len(event.text)
+                elif type(event) is Error:
                     retry = "retry allowed" if event.allow_retry else "no retry"
-                    kind = f"error {event.error_type}" if event.error_type else "error"
-                    self.outcome = f"{kind} ({retry})"
+                    name = f"error {event.error_type}" if event.error_type else "error"
+                    self.outcome = f"{name} ({retry})"
+                    self.error_type, self.allow_retry = event.error_type, event.allow_retry
                 elif type(event) is Done and self.outcome == "client left":
                     self.outcome = "answered"
                 yield event
@@ -183,38 +219,163 @@ class Served:
             close_iterator(events)  # closed early: stop the bot and its model call now
 
     def log(self) -> None:
+        self.ended = time.perf_counter()
+        if self.counting or requests_log.isEnabledFor(logging.INFO):
+            _request_lines.add(self)
+
+    def emit(self) -> None:
+        """The line and the counts; called between turns of the event loop (below)."""
+        outcome = self.category()
         if requests_log.isEnabledFor(logging.INFO):
-            took = (time.perf_counter() - self.started) * 1000
-            _request_lines.add((self.bot, self.kind, self.status, self.outcome, took))
+            took = (self.ended - self.started) * 1000
+            line = (self.bot, self.kind, self.status, self.outcome, took)
+            if json_lines():
+                requests_log.info(REQUEST_LINE, *line, extra=self.fields(outcome))
+            elif self.log_messages and (said := _said(self.data)) is not None:
+                requests_log.info(REQUEST_LINE + ": %r", *line, said[:_SAID])
+            else:
+                requests_log.info(REQUEST_LINE, *line)
+        if self.counting:
+            self.count(metrics(), outcome)
+
+    def category(self) -> str:
+        """The outcome from a short fixed list: `answered`, `refused` (input rules),
+        `limited`, `error`, `client_left`, or what a non-200 status says."""
+        if self.status != 200:
+            return _FAILED.get(self.status, "failed")
+        if self.outcome.startswith("error"):
+            if self.rule() is not None:
+                return "refused"
+            return "limited" if self.trace is not None and self.trace.limited else "error"
+        return "client_left" if self.outcome == "client left" else "answered"
+
+    def rule(self) -> str | None:
+        """The input rule that refused the message, if one did."""
+        path = self.trace.path if self.trace is not None else ()
+        return path[0] if path and path[0].startswith("input") else None
+
+    def fields(self, outcome: str) -> dict[str, Any]:
+        """The JSON line's own fields (beside time, level, logger and message)."""
+        data = self.data or {}
+        fields: dict[str, Any] = {
+            "bot": self.bot if self.known else None,
+            "type": self.kind,
+            "status": self.status,
+            "outcome": outcome,
+            "detail": self.outcome,
+            "duration_ms": round((self.ended - self.started) * 1000, 3),
+            "user_id": _id(data, "user_id"),
+            "conversation_id": _id(data, "conversation_id"),
+            "message_id": _id(data, "message_id"),
+        }
+        trace = self.trace
+        if trace is not None:
+            fields |= _turn_fields(trace, self.rule())
+            fields["first_byte_ms"] = round((self.first_byte - self.started) * 1000, 3)
+            fields["characters"] = self.characters
+            fields["error_type"], fields["allow_retry"] = self.error_type, self.allow_retry
+            if self.log_messages:
+                fields["user_message"] = _said(self.data)
+        for key in _REPORTED:
+            if key in data and self.kind in REPORT_TYPES:
+                fields[key] = str(data[key])[:_SAID]
+        return fields
+
+    def count(self, sink: Metrics, outcome: str) -> None:
+        bot = self.bot if self.known else ""
+        sink.request(bot, self.kind, outcome)
+        trace = self.trace
+        if trace is not None and self.status == 200:
+            first = (self.first_byte or self.ended) - self.started
+            sink.query(bot, first, self.ended - self.started, self.characters)
+            if trace.models:
+                sink.models(trace.models)
+            if outcome == "refused":
+                sink.refused(bot, self.rule() or "input")
+            if trace.limited:
+                sink.limited(bot, trace.limited)
+            if trace.call_failures:
+                sink.call_failures(bot, trace.call_failures)
+        elif self.kind in ("report_reaction", "report_feedback") and self.data is not None:
+            kind = self.data.get("reaction", self.data.get("feedback_type"))
+            sink.reaction(bot, kind if isinstance(kind, str) else "other")
+
+
+_FAILED = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "no_such_bot",
+    408: "timeout",
+    413: "too_large",
+    501: "unsupported",
+}
+_REPORTED = ("reaction", "feedback_type", "message")  # what a report_* request says
+_SAID = 2000  # characters of a user's message (LOG_MESSAGES) or a report kept in a line
+
+
+def _id(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value[:200] if isinstance(value, str) else None
+
+
+def _said(data: dict[str, Any] | None) -> str | None:
+    """The user's message a query answers: the content of its last message."""
+    messages = (data or {}).get("query")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        content = messages[-1].get("content")
+        return content[:_SAID] if isinstance(content, str) else None
+    return None
+
+
+def _turn_fields(trace: FlowTrace, rule: str | None) -> dict[str, Any]:
+    """What the turn did: the locs taken, the model that answered (the last tried),
+    the retries and fallbacks on the way, the limit or rule that refused it."""
+    last = trace.models[-1] if trace.models else None
+    return {
+        "path": trace.path,
+        "rule": rule,
+        "provider": last.provider if last else None,
+        "model": last.model if last else None,
+        "model_calls": len(trace.models),
+        "retries": sum(attempt.retry for attempt in trace.models),
+        "fallbacks": sum(attempt.fallback for attempt in trace.models),
+        "limit": trace.limited,
+        "call_failures": trace.call_failures,
+    }
 
 
 class _RequestLines:
-    """Writes the request lines: at once, or under gevent (the production server) all the
-    lines of one turn of the event loop together, at its end.
+    """Writes the request lines and counts: at once, or under gevent (the production
+    server) those of one turn of the event loop together, at its end.
 
     Written between two answers, a line cost the worker about 80 µs of CPU per rule-based
     turn (of about 400): not the logging call itself (12 µs in a loop), but its code and
     data pushing the engine's out of the CPU caches, and back. Written together, the lines
     cost about 5 µs each (measured in issue 8's report). A line's time is still the
-    request's own; its timestamp is at most one turn of the loop later.
+    request's own; its timestamp is at most one turn of the loop later. The metrics are
+    counted there too, for the same reason.
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[object, ...]] = []
+        self._pending: list[Served] = []
 
-    def add(self, line: tuple[object, ...]) -> None:
+    def add(self, served: Served) -> None:
         loop = _gevent_loop()
         if loop is None:
-            requests_log.info(REQUEST_LINE, *line)
+            served.emit()
             return
-        self._pending.append(line)
+        self._pending.append(served)
         if len(self._pending) == 1:
             loop.run_callback(self._flush)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        for line in pending:
-            requests_log.info(REQUEST_LINE, *line)
+        for served in pending:
+            try:
+                served.emit()
+            except Exception:  # noqa: BLE001 - a failed line must not lose the others
+                log.exception("bot %s: the request's log line or metrics failed", served.bot)
 
 
 REQUEST_LINE = "bot %s: %s %d %s in %.1f ms"
@@ -243,9 +404,13 @@ def encoded(events: Iterator[Event], served: Served | None = None) -> Iterator[b
         for event in events:
             pending.append(sse.encode(event))
             if getattr(event, "flush", False) or isinstance(event, KeepAlive):
+                if served is not None and not served.first_byte:
+                    served.first_byte = time.perf_counter()
                 yield b"".join(pending)
                 pending.clear()
         if pending:
+            if served is not None and not served.first_byte:
+                served.first_byte = time.perf_counter()
             yield b"".join(pending)
     finally:
         # The server closes us when the client goes away: stop the bot (and any model
@@ -255,13 +420,13 @@ def encoded(events: Iterator[Event], served: Served | None = None) -> Iterator[b
             served.log()
 
 
-def _trace_for(environ: WSGIEnvironment, state: EngineState) -> FlowTrace | None:
-    """A FlowTrace when the request carries the playground's trace token, else None."""
+def _trace_asked(environ: WSGIEnvironment, state: EngineState) -> bool:
+    """Whether the request carries the playground's trace token."""
     given, token = environ.get("HTTP_X_ENGINE_TRACE"), state.trace_token
     if not given or token is None:
-        return None
+        return False
     # Constant-time, as the access key: the token is what keeps the trace to the playground.
-    return FlowTrace() if hmac.compare_digest(given.encode(), token.encode()) else None
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 TRACE_COMMENT = "engine-trace"

@@ -1,0 +1,176 @@
+"""How the server's log lines look: text for a person, JSON for a log collector, and in
+either case never a secret.
+
+`configure` sets the root handler the engine's loggers write to; gunicorn's own lines
+(`Booting worker`, `Listening at`) go through `GunicornLogger`, which uses the same
+formatter, so with `LOG_FORMAT=json` every line on standard error is one JSON object.
+
+Secrets are kept out first by not logging them (access keys, API keys and Redis URLs are
+never passed to a logger); `Redacting` is the safety net under that: it knows the values
+of the secrets configured (every `${VAR}` a bot file names, every variable whose name
+says it is a key, token, secret or password, Redis's password) and replaces any of them
+found in a formatted line, as written or JSON-escaped, by `[redacted]`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gunicorn.glogging import Logger as _GunicornBase
+from pythonjsonlogger.json import JsonFormatter
+
+from .settings import Settings
+
+__all__ = ["REDACTED", "GunicornLogger", "Redacting", "configure", "secret_values"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REDACTED = "[redacted]"
+# Shorter values are left alone: redacting `en` or `1` would garble every line, and a
+# secret that short protects nothing anyway.
+MIN_SECRET_LENGTH = 6
+# Variables whose values are secrets whether or not a bot file names them.
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The standard fields of a JSON line, named as log collectors expect them.
+_RENAMED = {"levelname": "level", "name": "logger"}
+
+
+class Redacting(logging.Formatter):
+    """Another formatter's lines with every known secret value replaced by `[redacted]`.
+
+    Works on the finished line, so whatever carried the secret (the message, its
+    arguments, an exception's traceback, a JSON field) is covered. A line without any
+    secret, the usual case, costs one substring search per secret.
+    """
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner
+        # One box shared with the formatters made by `around`: `protect` reaches them too.
+        self._needles: list[tuple[str, ...]] = [()]
+        self.protect(secrets)
+
+    def protect(self, secrets: Iterable[str]) -> None:
+        """Add secret values to look for: each as written and as JSON escapes it."""
+        found = set(self._needles[0])
+        for secret in secrets:
+            if len(secret) >= MIN_SECRET_LENGTH:
+                found.add(secret)
+                found.add(json.dumps(secret)[1:-1])
+                found.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        # Longest first, so a secret that contains another is replaced whole.
+        self._needles[0] = tuple(sorted(found, key=len, reverse=True))
+
+    def around(self, inner: logging.Formatter) -> Redacting:
+        """Another formatter, redacting the same secrets."""
+        wrapped = Redacting(inner)
+        wrapped._needles = self._needles
+        return wrapped
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for needle in self._needles[0]:
+            if needle in line:
+                line = line.replace(needle, REDACTED)
+        return line
+
+
+def formatter(json_lines: bool) -> logging.Formatter:
+    """The formatter of one line: `TEXT_FORMAT`, or a JSON object holding the same
+    fields plus whatever the call passed in `extra` (the request lines' fields)."""
+    if not json_lines:
+        return logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields=_RENAMED,
+        timestamp="time",  # ISO 8601 in UTC, as collectors parse it
+        json_ensure_ascii=False,
+    )
+
+
+# Set by `configure` in the master, before the workers fork: gunicorn's logger and the
+# request lines read them.
+_formatter: Redacting = Redacting(logging.Formatter(TEXT_FORMAT))
+_json_lines = False
+
+
+def json_lines() -> bool:
+    """Whether the request lines carry their fields as JSON (LOG_FORMAT json)."""
+    return _json_lines
+
+
+def configure(
+    settings: Settings, environ: Mapping[str, str] | None = None, stream: Any = None
+) -> Redacting:
+    """Send every log record to standard error (or `stream`) in the configured format,
+    with the configured secrets redacted; returns the formatter (more secrets may be
+    added to it once the bots are loaded)."""
+    global _formatter, _json_lines
+    environ = os.environ if environ is None else environ
+    _json_lines = settings.json_logs
+    _formatter = Redacting(formatter(_json_lines), secret_values(settings, environ))
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_formatter)
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    logging.captureWarnings(True)  # warnings.warn lines in the same format
+    return _formatter
+
+
+def secret_values(settings: Settings, environ: Mapping[str, str]) -> set[str]:
+    """Every value a log line must never show: the variables the bot files name as
+    `${VAR}` (access keys, API keys, call headers), the variables named like a key,
+    token, secret or password, and the password in REDIS_URL."""
+    names = {name for name in environ if SECRET_NAME.search(name)}
+    names |= _referenced(settings.bots_dir)
+    values = {environ[name] for name in names if environ.get(name)}
+    for secret in (settings.metrics_token, settings.playground_token):
+        if secret is not None:
+            values.add(secret.get_secret_value())
+    if settings.redis_url is not None:
+        url = settings.redis_url.get_secret_value()
+        values.add(url)
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            values.add(password)
+    return values
+
+
+def _referenced(folder: Path) -> set[str]:
+    """The `${VAR}` names written in the bot files under `folder`."""
+    names: set[str] = set()
+    if not folder.is_dir():
+        return names
+    for path in folder.rglob("*"):
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                names.update(ENV_REFERENCE.findall(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError):
+                continue  # the loader reports unreadable files
+    return names
+
+
+class GunicornLogger(_GunicornBase):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn's logger, its lines redacted as the engine's are: with LOG_FORMAT=json in
+    the engine's JSON; as text in its own `[time] [pid] [LEVEL] message` format."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            inner = handler.formatter or logging.Formatter()
+            handler.setFormatter(_formatter if _json_lines else _formatter.around(inner))
