@@ -7,6 +7,7 @@ output are plain text streams passed in, which keeps the whole loop testable.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import mimetypes
@@ -28,6 +29,7 @@ from .protocol.guard import guarded
 from .protocol.requests import Attachment, Message, QueryRequest
 from .protocol.transcript import Transcript
 from .runtime import run
+from .runtime.files import preview
 from .spec.tests import LANGUAGE_TAG
 from .store import Store
 
@@ -252,7 +254,7 @@ class AnswerView:
             self._terminal.write(event.text)
         elif isinstance(event, File):
             self._terminal.end_line()
-            self._terminal.write(f"file: {event.file_name} ({event.content_type}) {event.url}\n")
+            self._terminal.write(describe_file(event))
         elif isinstance(event, Error):
             self._terminal.end_line()
             self._terminal.write(f"error: {event.text} ({_retry_note(event)})\n")
@@ -270,6 +272,25 @@ class AnswerView:
             self._terminal.write("  (Poe suggests replies to this answer itself)\n")
 
 
+PREVIEW_LINES = 12  # lines of a file made by the bot shown in the terminal
+
+
+def describe_file(event: File) -> str:
+    """`file: name (type) url`; a file the bot made (never uploaded here: a `data:` URL)
+    is shown by its size and its first lines instead of its URL."""
+    ref = f" inline ref {event.inline_ref}" if event.inline_ref else ""
+    head = f"file: {event.file_name} ({event.content_type}){ref}"
+    if not event.url.startswith("data:"):
+        return f"{head} {event.url}\n"
+    data = base64.b64decode(event.url.partition(",")[2])
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    shown = "".join(f"  | {line}\n" for line in lines[:PREVIEW_LINES])
+    more = (
+        f"  | ... {len(lines) - PREVIEW_LINES} more lines\n" if len(lines) > PREVIEW_LINES else ""
+    )
+    return f"{head}, {len(data):,} bytes, not uploaded:\n{shown}{more}"
+
+
 def _retry_note(error: Error) -> str:
     note = "retry allowed" if error.allow_retry else "no retry"
     return f"{note}, {error.error_type}" if error.error_type else note
@@ -285,7 +306,7 @@ def runtime_responder() -> Responder:
     limiter = Limiter(Store.from_url("memory://"))
 
     def respond(bot: CompiledBot, request: QueryRequest) -> Iterable[Event]:
-        return run(bot, request, limiter=limiter)
+        return run(bot, request, limiter=limiter, uploader=preview)
 
     return respond
 

@@ -71,6 +71,19 @@ Suggestions = tuple[Renderable, ...] | GenerateSuggestions | PoeSuggests | None
 
 
 @dataclass(frozen=True)
+class CompiledFile:
+    """One entry of `files:`: a URL Poe downloads (`url`), or a template's text uploaded to
+    Poe (`content`); exactly one is set."""
+
+    loc: str
+    name: str | None  # None: the URL's last path segment
+    content_type: str | None  # None: guessed from the name
+    inline: bool
+    url: Renderable | None = None
+    content: Renderable | None = None
+
+
+@dataclass(frozen=True)
 class CompiledReply:
     """`reply:` route."""
 
@@ -78,6 +91,7 @@ class CompiledReply:
     condition: Condition | None
     reply: Renderable
     suggest: Suggestions
+    files: tuple[CompiledFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,7 @@ class ReplyStep:
 
     loc: str
     text: Renderable
+    files: tuple[CompiledFile, ...] = ()
 
 
 @dataclass(frozen=True)

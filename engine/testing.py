@@ -21,6 +21,7 @@ from .providers.base import ChunkStream, ModelCall, ProviderError
 from .providers.relay import RelayTiming
 from .providers.scripted import ScriptedStream
 from .runtime import run
+from .runtime.files import preview
 from .runtime.scope import FlowTrace
 from .scripted_calls import ScriptedCalls
 from .spec import Expect, TestCase, Turn
@@ -116,6 +117,7 @@ def answer(
         timing=TEST_TIMING,
         limiter=limiter,
         fetcher=calls,
+        uploader=preview,
         trace=result.trace,
     )
     for event in guarded(events, bot.name):
@@ -187,6 +189,9 @@ def check(expect: Expect, result: Answer) -> list[str]:
         failures.append(f"expected the answer to match /{expect.regex}/; got {text!r}")
     if expect.suggested is not None and result.suggestions != expect.suggested:
         failures.append(f"expected suggested replies {expect.suggested}; got {result.suggestions}")
+    sent = [file.file_name for file in result.files]
+    if expect.files is not None and sent != expect.files:
+        failures.append(f"expected the files {expect.files}; the answer sent {sent}")
     failures += _check_error(expect, result.error)
     failures += _check_prompt(expect, result.prompt)
     failures += _check_flow(expect, result.trace)

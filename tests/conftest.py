@@ -40,6 +40,7 @@ EXAMPLE_BOTS = (
     "image-studio",
     "polyglot",
     "refund-desk",
+    "storyteller",
 )
 
 

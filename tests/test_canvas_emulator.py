@@ -74,7 +74,7 @@ BOTS = {
           - reply: "Say start."
         """,
 }
-EXAMPLES = ("hello", "polyglot", "acme-help")
+EXAMPLES = ("hello", "polyglot", "acme-help", "storyteller")
 TOKEN = "canvas-test-token-" + "t" * 16
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -96,7 +96,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     canvas.mkdir()
     shutil.copy(PROBE, canvas / "probe.html")
     shutil.copy(EXAMPLE_APP, canvas / EXAMPLE_APP.name)
-    shutil.copy(REPO / "canvas" / "ask-acme.yaml", canvas / "ask-acme.yaml")  # built on the fly
+    for name in ("ask-acme.yaml", "story-starter.yaml"):  # YAML apps: built on the fly
+        shutil.copy(REPO / "canvas" / name, canvas / name)
     return root
 
 
@@ -459,11 +460,12 @@ def test_the_emulator_steps_aside_when_poe_is_there(page: Page) -> None:
 def test_the_bot_list_has_a_canvas_apps_section(page: Page) -> None:
     page.goto("/play/")
     rows = page.get_by_test_id("canvas-row")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(4)
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.name)") == [
         "ask-acme",
         "polyglot-greeter",
         "probe",
+        "story-starter",
     ]
     expect(rows.first.get_by_test_id("canvas-kind")).to_have_text("yaml")
     screenshot(page, "test_canvas_list")
@@ -509,3 +511,23 @@ def test_a_yaml_canvas_app_is_built_and_answered_by_the_real_bot(page: Page) -> 
     answer = app.locator(".exchange .response .content")
     expect(answer).to_contain_text("Refunds take 5-7 days")
     expect(app.locator(".reply")).to_have_text(["How long is shipping?", "I want a refund"])
+
+
+def test_the_yaml_example_app_streams_the_storytellers_answer(page: Page) -> None:
+    """canvas/story-starter.yaml with the example bot storyteller, whose scripted model
+    streams word by word: the page shows the story while it is still arriving."""
+    app = open_app(page, "story-starter")
+    app.locator("#field-hero").fill("a small fox")
+    app.locator("#submit").click()
+    app.wait_for_function(
+        """() => {
+            const answer = document.querySelector(".exchange .response .content");
+            return answer !== null && answer.textContent.startsWith("Once upon a time")
+                && !answer.textContent.includes("led home");
+        }"""
+    )
+    answer = app.locator(".exchange .response .content")
+    expect(answer).to_contain_text("the map led home")
+    expect(answer.locator("strong")).to_have_text("home")
+    expect(app.locator(".reply")).to_have_text(["Another story"])
+    screenshot(page, "test_the_yaml_example_app_streams_the_storytellers_answer")

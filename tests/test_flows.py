@@ -208,7 +208,8 @@ def _tampered(metadata: str) -> dict[str, str]:
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     data["v"] = {"guests": 99}
     forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    # The first character: the last one's low bits may be padding, which decoding ignores.
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
     return {
         "forged vars": f"{version}.{forged}.{signature}",
         "flipped signature": f"{version}.{payload}.{flipped}",

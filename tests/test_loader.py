@@ -1522,7 +1522,7 @@ BROKEN_WITH_WARNINGS_REPORT = [
     # A model that is itself invalid has its error, and no warnings.
     "bot.yaml:8:60: routes[0].llm.model.api_key: got a key written out (10 characters, "
     "not shown); expected an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
-    "bot.yaml:10:5: routes[1].bad: unknown key 'bad' (allowed: if, reply, suggest)",
+    "bot.yaml:10:5: routes[1].bad: unknown key 'bad' (allowed: files, if, reply, suggest)",
 ]
 
 

@@ -498,6 +498,7 @@ def test_the_context_document(make_bot: MakeBot) -> None:
             "weekday": 2,
             "timestamp": int(NOW.timestamp()),
         },
+        "files": {},  # filled only while a reply with `files:` is rendered
     }
 
 

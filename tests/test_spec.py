@@ -124,7 +124,7 @@ def test_if_is_the_written_name_of_when() -> None:
     route = ROUTE.validate_python({"if": "turn > `1`", "reply": "hi"})
     assert isinstance(route, ReplyRoute)
     assert route.when == "turn > `1`"
-    assert route.model_dump(exclude_none=True) == {"if": "turn > `1`", "reply": "hi"}
+    assert route.model_dump(exclude_none=True) == {"if": "turn > `1`", "reply": "hi", "files": []}
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from ..spec.routes import CallRoute, FlowRoute, LLMRoute, PoeSuggestions, Sugges
 from ..spec.routes import GenerateSuggestions as SpecGenerate
 from ..state import state_key
 from ..templates import Renderable
+from .attachments import compile_files
 from .checker import SourceChecker
 from .flow_graph import check_flows
 from .flows import FlowCompiler
@@ -126,7 +127,8 @@ class Compiler:
             case ReplyRoute():
                 reply = self.template(route.reply, (*loc, "reply"))
                 suggest = self._suggest(route.suggest, (*loc, "suggest"), self._bot_chain)
-                return CompiledReply(loc_text(loc), condition, reply, suggest)
+                files = compile_files(self._checker, route.files, (*loc, "files"))
+                return CompiledReply(loc_text(loc), condition, reply, suggest, files)
             case LLMRoute():
                 return self.llm(route, loc, condition)
             case FlowRoute():

@@ -36,6 +36,7 @@ from ..spec.calls import Branch as SpecBranch
 from ..spec.calls import CallSpec
 from ..spec.routes import CallRoute, LLMRoute
 from ..templates import JinjaTemplate, Renderable
+from .attachments import compile_files
 from .checker import SourceChecker
 from .locate import loc_text
 from .var_reads import condition_reads, template_reads
@@ -95,7 +96,11 @@ class FlowCompiler:
         condition = self._checker.condition(route.when, (*loc, "if"))
         steps = (
             self._call(route.call, loc),
-            ReplyStep(loc_text(loc), self._template(route.reply, (*loc, "reply"))),
+            ReplyStep(
+                loc_text(loc),
+                self._template(route.reply, (*loc, "reply")),
+                compile_files(self._checker, route.files, (*loc, "files")),
+            ),
         )
         return CompiledCallRoute(loc_text(loc), condition, CompiledFlow(loc_text(loc), steps, ""))
 
@@ -134,7 +139,8 @@ class FlowCompiler:
             case spec.AskStep():
                 return self._ask(step, loc)
             case spec.ReplyStep():
-                return ReplyStep(at, self._template(step.reply, (*loc, "reply")))
+                files = compile_files(self._checker, step.files, (*loc, "files"))
+                return ReplyStep(at, self._template(step.reply, (*loc, "reply")), files)
             case spec.LLMStep():
                 route = LLMRoute.model_construct(llm=step.llm, suggest=None, when=None)
                 llm = replace(self._llm(route, loc, None), suggest=())

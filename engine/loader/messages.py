@@ -14,6 +14,7 @@ from ..patterns import PatternError
 from ..spec import Bot
 from ..spec._base import ENV_REF
 from ..spec.bot import BOT_NAME_PATTERN
+from ..spec.files import FILE_NAME_PATTERN, MIME_TYPE_PATTERN
 
 _TYPE_NAMES = {
     str: "a string",
@@ -137,6 +138,8 @@ def message_for(error: ErrorDetails, root: type[BaseModel] = Bot) -> Reading:
 _PATTERNS = {
     ENV_REF.pattern: "an environment reference like ${MY_BOT_ACCESS_KEY}, never the key itself",
     BOT_NAME_PATTERN: "letters, digits, '-', '_' or '.' (it becomes the URL path), at most 64",
+    FILE_NAME_PATTERN: "a file name, without '/', '\\' or control characters, at most 200",
+    MIME_TYPE_PATTERN: "a MIME type such as text/csv",
 }
 
 

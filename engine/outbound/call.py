@@ -194,8 +194,8 @@ def _checked_headers(hop: _Hop, headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _body(hop: _Hop, body: object) -> bytes | None:
-    if body is None:
-        return None
+    if body is None or isinstance(body, bytes):
+        return body  # bytes: built by the engine (a file upload), its Content-Type given
     try:
         return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:

@@ -36,7 +36,7 @@ class OutboundRequest:
     url: str  # every value filled into it passed through `quote_value`
     query: Mapping[str, str] = field(default_factory=dict)  # added to the URL's, encoded
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None  # sent as JSON; None sends no body
+    body: Any = None  # sent as JSON; None sends no body; bytes (the engine's own) as they are
     timeout: float = 10.0  # seconds for each try: connecting, redirects and the whole answer
     max_bytes: int = 1 << 20  # the longest answer read (after gzip), in bytes
     retries: int = 2  # further tries, for GET, HEAD, PUT, DELETE and OPTIONS only

@@ -28,6 +28,7 @@ from ..state import FlowState
 from .actions import run_route
 from .conditions import holds
 from .context import build_context, split_conversation
+from .files import Uploader, upload
 from .flows import FlowRunner, pick_escape, read_state
 from .input import check_input
 from .quota import over_limit, recall
@@ -53,6 +54,7 @@ def run(
     timing: RelayTiming = DEFAULT_TIMING,
     limiter: Limiter | None = None,
     fetcher: Fetcher = fetch,
+    uploader: Uploader = upload,
     trace: FlowTrace | None = None,
 ) -> Iterator[Event]:
     """Every answer starts with `meta`; failures the creator must fix end in one `error`.
@@ -60,7 +62,9 @@ def run(
     `opener` starts model calls (tests and `engine test` pass a scripted one); `timing`
     sets keep-alive and retry pacing; `limiter` counts the bot's `limits` and keeps its
     remembered vars (None: nothing counted or remembered); `fetcher` makes `call` steps'
-    requests; `trace` (tests, the playground) records what the turn did.
+    requests; `uploader` sends a reply's files to Poe (`engine test` and `chat` pass
+    `preview`, which sends nothing); `trace` (tests, the playground) records what the turn
+    did.
     """
     trace = FlowTrace() if trace is None else trace
     conversation = split_conversation(request)
@@ -85,6 +89,7 @@ def run(
         timing,
         limiter=limiter,
         fetcher=fetcher,
+        uploader=uploader,
         trace=trace,
     )
     state = read_state(bot, history, request.conversation_id)

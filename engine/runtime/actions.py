@@ -16,6 +16,7 @@ from ..compiled import (
 )
 from ..protocol.events import Error, Event, Text
 from ..providers.base import ChatMessage
+from .files import reply_parts
 from .flows import FlowRunner
 from .llm import run_llm
 from .scope import Scope
@@ -24,8 +25,9 @@ from .suggestions import generated, render_static, suggest_events
 
 def run_reply(scope: Scope, route: CompiledReply) -> Iterator[Event]:
     # Render everything before yielding, so a template error never follows half an answer.
-    text = route.reply.render(scope.context)
+    files, text = reply_parts(scope, route.files, route.reply)
     suggestions = render_static(scope, route.suggest)
+    yield from files
     yield Text(text, flush=isinstance(route.suggest, GenerateSuggestions) and not suggestions)
     yield from suggest_events(suggestions, route.suggest)
     asked = (ChatMessage("user", scope.message.content),)

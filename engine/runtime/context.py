@@ -39,6 +39,7 @@ def build_context(
         "language": request.language_code,
         "bot": {"name": bot.name, "description": bot.spec.description},
         "now": _now(now),
+        "files": {},
     }
 
 

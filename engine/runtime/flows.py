@@ -36,6 +36,7 @@ from ..protocol.requests import Message
 from ..state import FlowState, StateTooLarge, decode, encode
 from .answers import read_answer, retry_text
 from .conditions import holds, search
+from .files import reply_parts
 from .llm import run_llm
 from .quota import over_limit, remember_changed
 from .scope import Scope
@@ -188,7 +189,9 @@ class FlowRunner:
                 yield from self._ask(flow, index, step, 0)
                 return None
             case ReplyStep():
-                yield self._say(step.text.render(context))
+                files, text = reply_parts(self.scope, step.files, step.text)
+                yield from files
+                yield self._say(text)
             case LLMStep():
                 yield from self._llm(step)
             case CallStep():

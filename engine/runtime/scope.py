@@ -11,6 +11,7 @@ from ..limits import Limiter
 from ..protocol.requests import Message, QueryRequest
 from ..providers.base import ChatMessage, Chunk, ModelCall
 from ..providers.relay import ModelAttempt, Opener, RelayTiming, Tick, stream_chain
+from .files import Uploader, upload
 from .sampling import sampling_for
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Scope:
     fetcher: Fetcher = fetch
     trace: FlowTrace = field(default_factory=FlowTrace)
     limiter: Limiter | None = None  # counts `limits`, keeps remembered vars
+    uploader: Uploader = upload  # sends a reply's files made from templates to Poe
 
     def model_call(self, system: str | None, messages: tuple[ChatMessage, ...]) -> ModelCall:
         """A call carrying this request's identity, for providers that forward it (Poe)."""

@@ -15,5 +15,7 @@ CONTEXT_DOC: dict[str, str] = {
     "reads as `en`).",
     "bot": "This bot: name and description.",
     "now": "Current UTC time: iso, date, time, hour, minute, weekday (Monday=0), timestamp.",
+    "files": "In a reply with `files:`, its files by name: name, url, content_type, and ref "
+    "(the inline reference of an `inline: true` file, else null). Empty elsewhere.",
 }
 CONTEXT_NAMES = frozenset(CONTEXT_DOC)

@@ -14,6 +14,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from ._base import Expr, Regex, StrictModel, Template
 from .calls import Branch, CallSpec, FlowName, StepId, VarName
+from .files import FILES_DOC, Files
 from .routes import LLMAction
 
 STEP_KEYS = ("ask", "reply", "llm", "call", "set", "goto", "switch", "flow", "end")
@@ -97,6 +98,7 @@ class ReplyStep(_Step):
 
     kind: ClassVar[str] = "reply"
     reply: Template = Field(description="The text.", examples=["Order {{ vars.order_id }}."])
+    files: Files = Field(default_factory=list, description=FILES_DOC)
 
 
 class LLMStep(_Step):

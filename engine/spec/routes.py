@@ -8,6 +8,7 @@ from pydantic import Discriminator, Field, Tag
 
 from ._base import Expr, StrictModel, Template
 from .calls import CallSpec
+from .files import FILES_DOC, Files
 from .input import ErrorType
 from .models import ModelChain
 
@@ -82,6 +83,7 @@ class ReplyRoute(_Route):
 
     kind: ClassVar[str] = "reply"
     reply: Template = Field(description="The answer, a Jinja template over the context.")
+    files: Files = Field(default_factory=list, description=FILES_DOC)
     suggest: Suggest | None = Field(None, description=SUGGEST_DOC)
 
 
@@ -120,6 +122,7 @@ class CallRoute(_Route):
         description="The answer once the call succeeded, a template reading `vars`.",
         examples=["Order {{ vars.order_id }} is {{ vars.status }}."],
     )
+    files: Files = Field(default_factory=list, description=FILES_DOC)
 
 
 def _action_of(value: Any) -> str | None:

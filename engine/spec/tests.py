@@ -89,6 +89,12 @@ class Expect(StrictModel):
     suggested: list[str] | None = Field(
         None, description="The suggested replies, exactly and in order."
     )
+    files: list[str] | None = Field(
+        None,
+        description="The names of the files sent with the answer, exactly and in order "
+        "(tests upload nothing).",
+        examples=[["report.csv"]],
+    )
     error: bool | None = Field(
         None, description="True: the answer must end in an error; false: it must not."
     )
