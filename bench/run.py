@@ -211,6 +211,25 @@ def limits_server(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["limits_server"] = rows
 
 
+def observe(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The FAQ turn through the server (row c) with request lines and metrics off, then on
+    with text lines, then on with JSON lines; rounds alternate the three, and each ratio is
+    to the `off` row of its own round (the machine's load drifts between rounds)."""
+    rounds: list[dict[str, Any]] = []
+    for _ in range(args.rounds):
+        row: dict[str, Any] = {}
+        for observed in ("off", "text", "json"):
+            server = serve("engine", "--observed", observed)
+            try:
+                row[observed] = load(server.port, "/faq", QUERY, "5-7 days", args)
+            finally:
+                stop_server(server)
+        for observed in ("text", "json"):
+            row[f"{observed}_ratio"] = round(row[observed]["rps"] / row["off"]["rps"], 3)
+        rounds.append(row)
+    results["observe"] = rounds
+
+
 def llm_streams(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """bench.llm_streams: it pins its own processes (relay core 0 or both, client core 1)."""
     command = ["-m", "bench.llm_streams", "--streams", str(args.streams)]
@@ -279,6 +298,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += _limits_lines(results["limits"])
     if "limits_server" in results:
         lines += _limits_server_lines(results["limits_server"])
+    if "observe" in results:
+        lines += _observe_lines(results["observe"])
     if "llm_streams" in results:
         lines += ["", "Model streaming (bench.llm_streams):", ""]
         lines.append(llm.tables(results["llm_streams"]))
@@ -316,6 +337,23 @@ def _throughput_lines(results: dict[str, Any], args: argparse.Namespace) -> list
         f"Targets: (c) ≥ 1.5× (a) req/s: **{c['rps'] / base['rps']:.2f}×**; "
         f"(c) ≥ 0.8× (b) req/s: **{c['rps'] / b['rps']:.2f}×**.",
     ]
+    return lines
+
+
+def _observe_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "| round | off req/s | text lines + metrics req/s | × off | JSON lines + metrics req/s "
+        "| × off | p99 off / text / JSON ms |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for number, row in enumerate(rounds, 1):
+        off, text, json_row = row["off"], row["text"], row["json"]
+        lines.append(
+            f"| {number} | {off['rps']:,.0f} | {text['rps']:,.0f} | {row['text_ratio']:.2f} × "
+            f"| {json_row['rps']:,.0f} | {row['json_ratio']:.2f} × | {off['ttfb_p99_ms']} / "
+            f"{text['ttfb_p99_ms']} / {json_row['ttfb_p99_ms']} |"
+        )
     return lines
 
 
@@ -425,6 +463,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--bots", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="observe: off/text/json rounds")
     parser.add_argument(
         "--only", default="", help=f"comma-separated steps to run, of: {', '.join(STEPS)}"
     )
@@ -471,6 +510,7 @@ STEPS: dict[str, tuple[str, Callable[[argparse.Namespace, dict[str, Any]], None]
     "flows": ("flow turns: verifying and signing the state, against plain turns", flows),
     "limits": ("rate limits and remembered vars: cost per turn, per store", limits),
     "limits_server": ("the FAQ turn through the server with limits, per store", limits_server),
+    "observe": ("request lines and metrics: a FAQ turn's cost, off vs text vs JSON", observe),
     "llm_streams": ("model streaming: engine vs fastapi_poe relaying a model", llm_streams),
     "profile_relay": ("where a relayed chunk's CPU goes", profile_relay),
 }

@@ -94,6 +94,12 @@ model:
 routes:
   - llm: {}
 """
+# The same relay for the other wire formats bench/upstream.py speaks (bench/relay_cpu.py).
+LLM_BOTS = {
+    "relay-anthropic": "model:\n  provider: anthropic\n  name: bench\n"
+    "  base_url: http://127.0.0.1:PORT\n  api_key: ${BENCH_KEY}\n",
+    "relay-poe": "model:\n  provider: poe\n  bot: bench\n  base_url: http://127.0.0.1:PORT/poe/\n",
+}
 UPSTREAM_KEY = "sk-bench-local"  # the upstream accepts any key; both relays send this one
 
 
@@ -104,6 +110,11 @@ def llm_bot_dir(upstream_port: int, parent: Path | None = None) -> Path:
     folder = (parent or RESULTS / "llm-bots") / str(upstream_port)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "relay.yaml").write_text(LLM_BOT.replace("PORT", str(upstream_port)))
+    head, _, tail = LLM_BOT.partition("model:\n")
+    tail = tail.split("routes:", 1)[1]
+    for name, model in LLM_BOTS.items():
+        bot = head.replace("name: relay", f"name: {name}") + model + "routes:" + tail
+        (folder / f"{name}.yaml").write_text(bot.replace("PORT", str(upstream_port)))
     return folder
 
 
@@ -274,6 +285,12 @@ def main() -> None:
     )
     parser.add_argument("--limited", action="store_true", help="engine: faq with three limits")
     parser.add_argument("--redis-url", help="engine --limited: count in this Redis")
+    parser.add_argument(
+        "--observed",
+        choices=["off", "text", "json"],
+        help="engine: request lines (INFO) and metrics both off, or both on with text or JSON "
+        "lines (the server's log file); default: metrics as configured, lines off",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -332,10 +349,14 @@ def main() -> None:
         port=args.port,
         bots_dir=bots_dir,
         web_concurrency=args.workers,
-        log_level="warning",
         state_dir=bots_dir / "state",
         redis_url=args.redis_url,
+        **{"log_level": "warning", **_observed(args.observed)},
     )
+    if args.observed is not None:
+        from engine.logs import configure
+
+        configure(settings)
     if args.target == "flask":
         app = flask_echo_app()
     elif args.target == "slow":
@@ -361,6 +382,15 @@ def main() -> None:
         server_class = _ProfiledServer
     assert gunicorn_options(settings)["workers"] == args.workers
     server_class(app, settings).run()
+
+
+def _observed(choice: str | None) -> dict[str, Any]:
+    """The settings of `--observed`: what bench.observe compares."""
+    if choice is None:
+        return {}
+    if choice == "off":
+        return {"metrics": False, "log_level": "warning"}
+    return {"metrics": True, "log_level": "info", "log_format": choice}
 
 
 if __name__ == "__main__":

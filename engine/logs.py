@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,13 +89,35 @@ def formatter(json_lines: bool) -> logging.Formatter:
     fields plus whatever the call passed in `extra` (the request lines' fields)."""
     if not json_lines:
         return logging.Formatter(TEXT_FORMAT)
-    return JsonFormatter(
+    return _JsonLines(
         "{levelname}{name}{message}",
         style="{",
         rename_fields=_RENAMED,
         timestamp="time",  # ISO 8601 in UTC, as collectors parse it
         json_ensure_ascii=False,
     )
+
+
+FIELDS = "_fields"  # the `extra` key of a line's own fields (engine/web/poe.py)
+
+
+class _JsonLines(JsonFormatter):
+    """python-json-logger's formatter, adding a request line's fields faster: they come as
+    one dict (`extra={FIELDS: {...}}`), added as they are, where the library would look
+    through each of the record's 40-odd attributes for extras (a quarter of a line's cost,
+    and the lines are written once per request)."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        fields = record.__dict__.get(FIELDS)
+        if fields is None:
+            super().add_fields(log_data, record, message_dict)
+            return
+        for field in self._required_fields:
+            log_data[self._get_rename(field)] = record.__dict__.get(field)
+        log_data.update(fields)
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat()
 
 
 # Set by `configure` in the master, before the workers fork: gunicorn's logger and the

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
 from ..loader import is_weak
-from ..logs import json_lines
+from ..logs import FIELDS, json_lines
 from ..metrics import Metrics, metrics
 from ..protocol import jsonshape, sse
 from ..protocol.events import Comment, Done, Error, Event, KeepAlive, Replace, Text
@@ -230,7 +230,7 @@ class Served:
             took = (self.ended - self.started) * 1000
             line = (self.bot, self.kind, self.status, self.outcome, took)
             if json_lines():
-                requests_log.info(REQUEST_LINE, *line, extra=self.fields(outcome))
+                requests_log.info(REQUEST_LINE, *line, extra={FIELDS: self.fields(outcome)})
             elif self.log_messages and (said := _said(self.data)) is not None:
                 requests_log.info(REQUEST_LINE + ": %r", *line, said[:_SAID])
             else:
