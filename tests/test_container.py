@@ -42,7 +42,8 @@ COMPOSE = REPO / "compose.yaml"
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
 # The fresh environment is kept between runs while the install command and requirements are
 # the same (a fresh install takes 15 to 45 s here: 147 MB of wheels, cached by pip or not).
-VENV_CACHE = REPO / "tests" / "output" / "image-venv"
+# Outside the repository, where linters and type checkers never look.
+VENV_CACHE = Path(tempfile.gettempdir()) / "engine-image-venv"
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 
 
@@ -203,6 +204,7 @@ def image_venv(steps: list[Instruction]) -> Path:
     # Built aside and renamed when complete: test runs side by side in one work tree never
     # see, nor delete, one another's half-made environment.
     VENV_CACHE.mkdir(parents=True, exist_ok=True)
+    VENV_CACHE.chmod(0o755)  # the server may run as nobody
     building = Path(tempfile.mkdtemp(prefix=f"{digest}-", dir=VENV_CACHE))
     subprocess.run([python, "-m", "venv", str(building)], check=True, timeout=120)
     argv = shlex.split(install)
