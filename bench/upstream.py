@@ -2,7 +2,9 @@
 
 `POST /v1/chat/completions` with `"stream": true` answers in OpenAI's chat-completions
 streaming wire format (`data: {chunk json}` lines, then `data: [DONE]`, HTTP/1.1 chunked,
-keep-alive): `--chunks` text chunks (20) `--interval` seconds apart (0.05). Every chunk's
+keep-alive): `--chunks` text chunks (20) `--interval` seconds apart (0.05). `POST
+/v1/messages` answers the same in Anthropic's messages stream, `POST /poe/<bot>` in Poe's
+bot query protocol (`meta`, `text` events, `done`). Every chunk's
 text carries the moment it was written, `[t=<time.monotonic_ns()>]`: CLOCK_MONOTONIC is one
 clock for every process on a Linux machine, so a client can tell how long each chunk took to
 reach it through the server under test.
@@ -46,6 +48,51 @@ FINISH = (
 END = b"%x\r\n%s\r\n0\r\n\r\n" % (len(FINISH), FINISH)
 
 
+def _sse(event: str, data: str) -> bytes:
+    return f"event: {event}\ndata: {data}\n\n".encode()
+
+
+class WireFormat:
+    """How one API frames a streamed answer: what comes before the first chunk, each
+    chunk around its text, and the end (every chunk is one HTTP/1.1 chunked frame)."""
+
+    def __init__(self, before: bytes, chunk: str, finish: bytes) -> None:
+        self.before = before
+        self.chunk_before, self.chunk_after = (part.encode() for part in chunk.split("TEXT"))
+        self.end = b"%x\r\n%s\r\n0\r\n\r\n" % (len(finish), finish)
+
+
+OPENAI = WireFormat(b"", "data: " + _CHUNK + "\n\n", FINISH)
+# Anthropic's messages stream (`POST /v1/messages`), as its API sends it.
+ANTHROPIC = WireFormat(
+    _sse(
+        "message_start",
+        '{"type":"message_start","message":{"id":"msg_bench","type":"message","role":'
+        '"assistant","model":"bench","content":[],"stop_reason":null,"stop_sequence":null,'
+        '"usage":{"input_tokens":10,"output_tokens":1}}}',
+    )
+    + _sse(
+        "content_block_start",
+        '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+    ),
+    "event: content_block_delta\ndata: "
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"TEXT"}}\n\n',
+    _sse("content_block_stop", '{"type":"content_block_stop","index":0}')
+    + _sse(
+        "message_delta",
+        '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+        '"usage":{"output_tokens":20}}',
+    )
+    + _sse("message_stop", '{"type":"message_stop"}'),
+)
+# Poe's bot query protocol (`POST /poe/<bot>`), as another Poe bot answers it.
+POE = WireFormat(
+    b'event: meta\r\ndata: {"content_type": "text/markdown", "suggested_replies": false}\r\n\r\n',
+    'event: text\r\ndata: {"text": "TEXT"}\r\n\r\n',
+    b"event: done\r\ndata: {}\r\n\r\n",
+)
+
+
 class Stats:
     started = completed = cut_off = open_now = max_open = 0
     bad_requests = 0
@@ -74,6 +121,7 @@ class Upstream(asyncio.Protocol):
         self.buffer = b""
         self.timer: asyncio.TimerHandle | None = None
         self.streaming = False
+        self.wire = OPENAI
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -102,7 +150,11 @@ class Upstream(asyncio.Protocol):
         method, path = (head[0].split(" ") + ["", ""])[:2]
         assert self.transport is not None
         if method == "POST" and path.endswith("/chat/completions"):
-            self._start(body)
+            self._start(body, OPENAI)
+        elif method == "POST" and path.endswith("/v1/messages"):
+            self._start(body, ANTHROPIC)
+        elif method == "POST" and path.startswith("/poe/"):
+            self._start(body, POE)
         elif method == "GET" and path in ("/stats", "/stats/reset"):
             self.transport.write(_reply("200 OK", json.dumps(self._stats()).encode()))
             if path == "/stats/reset":  # a new phase: count the most open from now on
@@ -125,12 +177,16 @@ class Upstream(asyncio.Protocol):
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }
 
-    def _start(self, body: bytes) -> None:
+    def _start(self, body: bytes, wire: WireFormat) -> None:
         assert self.transport is not None
         try:
             request = json.loads(body)
-            assert request.get("stream") is True and request["messages"]
-            last = str(request["messages"][-1].get("content", ""))
+            if wire is POE:
+                assert request["type"] == "query" and request["query"]
+                last = str(request["query"][-1].get("content", ""))
+            else:
+                assert request.get("stream") is True and request["messages"]
+                last = str(request["messages"][-1].get("content", ""))
         except (ValueError, AssertionError, KeyError, TypeError, AttributeError):
             self.stats.bad_requests += 1
             self.transport.write(_reply("400 Bad Request", b'{"error": {"message": "bad"}}'))
@@ -138,6 +194,7 @@ class Upstream(asyncio.Protocol):
             return
         options = {name: float(value) for name, value in DIRECTIVE.findall(last)}
         self.chunks = int(options.get("chunks", self.default_chunks))
+        self.wire = wire
         self.sent = 0
         self.streaming = True
         stats = self.stats
@@ -153,13 +210,14 @@ class Upstream(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         index = self.sent
+        wire = self.wire
         text = b"tok%d [t=%d] " % (index, time.monotonic_ns())
-        data = _frame(b"data: " + CHUNK_BEFORE + text + CHUNK_AFTER + b"\n\n")
+        data = _frame(wire.chunk_before + text + wire.chunk_after)
         if index == 0:
-            data = HEAD + data
+            data = HEAD + (_frame(wire.before) if wire.before else b"") + data
         self.sent = index + 1
         if self.sent >= self.chunks:
-            transport.write(data + END)
+            transport.write(data + wire.end)
             self.timer = None
             self.streaming = False
             self.stats.completed += 1
