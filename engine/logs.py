@@ -162,9 +162,8 @@ def secret_values(settings: Settings, environ: Mapping[str, str]) -> set[str]:
     for secret in (settings.metrics_token, settings.playground_token):
         if secret is not None:
             values.add(secret.get_secret_value())
-    if settings.redis_url is not None:
+    if settings.redis_url is not None:  # the URL itself is logged, its password masked
         url = settings.redis_url.get_secret_value()
-        values.add(url)
         try:
             password = urlsplit(url).password
         except ValueError:
