@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import EngineError
+from .logs import configure as configure_logs
 from .settings import Settings, describe_invalid
 
 log = logging.getLogger("engine")
@@ -41,9 +42,7 @@ def serve_playground(
     except ValidationError as exc:
         print(f"not starting: {describe_invalid(exc)}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logs(settings)  # as app.py: LOG_FORMAT, LOG_LEVEL, secrets redacted
     try:
         app = create_app(settings=settings, keep_going=True)
         clash = sorted(set(remotes) & set(app.extensions["engine"].bots))
