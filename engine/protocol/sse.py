@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 
 from ..text import clean_text
-from .events import Comment, Event, KeepAlive
+from .events import Comment, Event, KeepAlive, Text
 
 # CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
 _EOL = "\r\n"
@@ -14,8 +15,19 @@ CONTENT_TYPE = "text/event-stream; charset=utf-8"
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
+_TEXT_START = f'event: text{_EOL}data: {{"text": '.encode()
+_TEXT_END = f"}}{_EOL}{_EOL}".encode()
+
+
 def encode(event: Event) -> bytes:
     """One event as `event: <name>` + `data: <json on one line>` + a blank line."""
+    if type(event) is Text:
+        # A model's chunk, the hot path of a relay: the text escaped once, by the same C
+        # function `json.dumps(..., ensure_ascii=False)` uses, so the bytes are the same.
+        try:
+            return _TEXT_START + encode_basestring(event.text).encode() + _TEXT_END
+        except UnicodeEncodeError:
+            return _TEXT_START + encode_basestring(clean_text(event.text)).encode() + _TEXT_END
     if isinstance(event, KeepAlive):
         return KEEPALIVE  # a comment line: every SSE client skips it
     if isinstance(event, Comment):

@@ -19,7 +19,7 @@ __all__ = ["ChunkStream", "ModelCall", "ProviderError", "open_stream", "preload"
 def preload(providers: Iterable[str]) -> None:
     """Import the SDKs these providers need now, at start-up: importing one takes up to a
     second, which on first use would stall every conversation of a gevent worker."""
-    modules = {"openai": "openai", "anthropic": "anthropic", "poe": "httpx"}
+    modules = {"openai": "openai", "anthropic": "anthropic", "poe": "engine.providers.poe"}
     for provider in sorted(set(providers)):
         if provider in modules:
             importlib.import_module(modules[provider])

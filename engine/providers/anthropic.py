@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from ..spec.models import AnthropicModel
-from .base import ModelCall
-from .sdk import SDKStream, sdk_client, sdk_key
+from .base import ChunkStream, ModelCall
+from .sdk import open_body, sdk_client, sdk_key
+from .wire import AnthropicReader
 
 # The messages API requires max_tokens; this is used when the bot sets none.
 DEFAULT_MAX_TOKENS = 1024
@@ -15,23 +15,19 @@ DEFAULT_MAX_TOKENS = 1024
 
 def open_stream(
     spec: AnthropicModel, api_key: str | None, base_url: str | None, call: ModelCall
-) -> SDKStream:
-    """Start a streaming message; errors before the first chunk raise ProviderError."""
+) -> ChunkStream:
+    """Start a streaming message; errors before the first chunk raise ProviderError. The
+    SDK sends the request; its events are read from the body (`wire.AnthropicReader`)."""
     key = sdk_key(spec, api_key, base_url)
     client = sdk_client("anthropic", key, base_url, spec.timeout.connect, spec.timeout.total)
 
     def create() -> Any:
-        return client.messages.create(
+        return client.messages.with_streaming_response.create(
             model=spec.name, messages=_messages(call), stream=True, **_options(call)
         )
 
-    return SDKStream("anthropic", create, _texts, end="message_stop")
-
-
-def _texts(event: Any) -> Iterator[str]:
-    """The text of one messages-stream event, if it carries any."""
-    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-        yield event.delta.text
+    stream: ChunkStream = open_body("anthropic", create, AnthropicReader)
+    return stream
 
 
 def _messages(call: ModelCall) -> list[dict[str, str]]:

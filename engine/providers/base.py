@@ -107,25 +107,47 @@ class WholeText:
     across chunks, and JSON decodes each half as a lone surrogate, which no encoder
     writes. A chunk ending in a high surrogate keeps it back to join the next chunk's
     low one; any surrogate still alone becomes U+FFFD.
+
+    `pollable` when the stream beneath can be read a socket read at a time (`poll`), as
+    the relay does for the providers' own readers (engine/providers/wire.py).
     """
 
     def __init__(self, stream: ChunkStream) -> None:
         self._stream = stream
+        self._held = ""
+        self.pollable = bool(getattr(stream, "pollable", False))
 
     def __iter__(self) -> Iterator[Chunk]:
-        held = ""
         for chunk in self._stream:
-            text = chunk.text if chunk.replace else held + chunk.text
-            held = ""
-            if text and "\ud800" <= text[-1] <= "\udbff":
-                text, held = text[:-1], text[-1]
-            text = clean_text(text)
-            if text is chunk.text:
-                yield chunk
-            elif text or chunk.replace:
-                yield Chunk(text, chunk.replace)
-        if held:
+            whole = self._whole(chunk)
+            if whole is not None:
+                yield whole
+        if self._held:
+            self._held = ""
             yield Chunk(REPLACEMENT)
+
+    def poll(self, timeout: float | None) -> list[Chunk] | None:
+        """The whole chunks of one read (see `wire.BodyStream.poll`)."""
+        chunks: list[Chunk] | None = self._stream.poll(timeout)  # type: ignore[attr-defined]
+        if chunks is None:
+            if self._held:
+                self._held = ""
+                return [Chunk(REPLACEMENT)]
+            return None
+        whole = [out for chunk in chunks if (out := self._whole(chunk)) is not None]
+        return whole
+
+    def _whole(self, chunk: Chunk) -> Chunk | None:
+        text = chunk.text if chunk.replace else self._held + chunk.text
+        self._held = ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._held = text[:-1], text[-1]
+        text = clean_text(text)
+        if text is chunk.text:
+            return chunk
+        if text or chunk.replace:
+            return Chunk(text, chunk.replace)
+        return None
 
     def close(self) -> None:
         self._stream.close()

@@ -1,9 +1,12 @@
 """Streams a model's answer with timeouts, retries, fallback and keep-alive ticks.
 
-Each attempt runs the provider's blocking stream in its own thread (a greenlet under
-gevent) and hands chunks over through a queue, so the caller can send keep-alive ticks
-while the upstream is silent, enforce a total deadline, and close the upstream call the
-moment the Poe client goes away.
+Each attempt opens the provider's stream in its own thread (a greenlet under gevent) and
+hands it over through a queue, so the caller can send keep-alive ticks while the upstream
+is silent (a model may take seconds to answer), enforce a total deadline, and close the
+upstream call the moment the Poe client goes away. A stream the providers read from the
+response body themselves (`pollable`, engine/providers/wire.py) is then read by the caller,
+one socket read at a time with the time left to the next tick: a chunk costs no handover.
+Any other stream (scripted replies, the SDKs' fallbacks) stays in its thread, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ class ModelAttempt:
 
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A pollable stream, opened by the producer: the caller reads it from here on."""
+
+    stream: Any
+
+
 # What Python raises for a mistake in code, never for a network or a server: providers turn
 # every failure of the upstream into a ProviderError, so one of these that still reaches the
 # relay (a text the request encoder refuses, a wrong argument) is a bug. Retrying it would
@@ -165,6 +177,9 @@ def _attempt(
                 continue
             if item is _DONE:
                 return
+            if type(item) is _Opened:
+                yield from _polled(item.stream, timing, deadline, model, started, chain_deadline)
+                return
             if isinstance(item, Exception):
                 raise item  # a ProviderError, or a bug for the stream guard to report
             yield item
@@ -172,6 +187,43 @@ def _attempt(
         stop.set()
         if holder:
             holder[0].close()  # unblocks the producer and frees the upstream connection
+
+
+def _polled(
+    stream: Any,
+    timing: RelayTiming,
+    deadline: float,
+    model: CompiledModel,
+    started: float,
+    chain_deadline: float,
+) -> Iterator[Chunk | Tick]:
+    """Chunks read from `stream` here, with a tick after `keepalive` seconds without one."""
+    monotonic, keepalive = time.monotonic, timing.keepalive
+    last = monotonic()
+    while True:
+        now = monotonic()
+        if now >= deadline:
+            raise TimedOut(_timeout_detail(model, started, chain_deadline), retryable=True)
+        wait = min(last + keepalive, deadline) - now
+        if wait <= 0:
+            last = now
+            yield Tick()
+            continue
+        try:
+            chunks = stream.poll(wait)
+        except TimeoutError:
+            continue
+        except (ProviderError, *LOCAL_BUGS):
+            raise
+        except Exception as exc:  # an SDK surprise: retryable, logged (as in `_produce`)
+            raise ProviderError(
+                f"{model.label}: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+        if chunks is None:
+            return
+        if chunks:
+            last = monotonic()
+            yield from chunks
 
 
 def _timeout_detail(model: CompiledModel, started: float, chain_deadline: float) -> str:
@@ -193,6 +245,9 @@ def _produce(
         holder.append(stream)
         if stop.is_set():
             stream.close()
+            return
+        if getattr(stream, "pollable", False):
+            handover.put(_Opened(stream))
             return
         for chunk in stream:
             if stop.is_set():

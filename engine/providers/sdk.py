@@ -1,7 +1,7 @@
 """What the official openai and anthropic SDKs share: their clients, built only for a model
-that has a key (or a server of its own), and their errors (which have the same names in
-both) turned into ours. `SDKStream` reads a stream through the SDK's own events, as the
-anthropic provider does; the openai provider reads its stream's lines itself (`ChatStream`).
+that has a key (or a server of its own), sending through engine/providers/transport.py; their
+errors (which have the same names in both) turned into ours; and `SDKStream`, a streaming
+response read from its body's bytes by a wire format's reader (engine/providers/wire.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import importlib
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
+
+import httpx2
 
 from ..spec._base import ENV_REF
 from ..spec.models import AnthropicModel, OpenAIModel
@@ -21,6 +23,8 @@ from .base import (
     read_upstream,
     upstream_error,
 )
+from .transport import Body, Transport
+from .wire import BodyStream, Reader
 
 # Where each SDK's key comes from when the model names no `api_key: ${VAR}`.
 KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -66,53 +70,55 @@ CLIENTS = {"openai": "OpenAI", "anthropic": "Anthropic"}
 def sdk_client(
     package: str, api_key: str, base_url: str | None, connect: float, total: float
 ) -> Any:
-    """One client (and connection pool) per configuration, shared by all requests."""
+    """One client (and connection pool) per configuration, shared by all requests; the
+    SDK's own httpx2 client (its defaults: redirects, proxies from the environment) over
+    our transport."""
     module = sdk(package)
+    timeout = module.Timeout(total, connect=connect)
     return getattr(module, CLIENTS[package])(
         api_key=api_key,
         base_url=base_url,
-        timeout=module.Timeout(total, connect=connect),
+        timeout=timeout,
         max_retries=0,  # the engine retries, and only before the first chunk
+        http_client=module.DefaultHttpxClient(transport=Transport(), timeout=timeout),
     )
 
 
-class SDKStream:
-    """An SDK's streaming response as chunks; `texts` picks the text out of each event.
+def open_body(package: str, create: Callable[[], Any], reader: Callable[[], Reader]) -> Any:
+    """Send a streaming request with the SDK (`create` uses `with_streaming_response`) and
+    return its answer as a `BodyStream`, or as an `SDKLines` stream when the body did not
+    come through our transport (a proxy from the environment) or came compressed.
+    HTTP errors and failures to connect raise ProviderError here."""
+    errors: type[Exception] = sdk(package).APIError
+    try:
+        response = create().__enter__()
+    except errors as exc:
+        raise classify(exc) from exc
+    http_response: httpx2.Response = response.http_response
+    body = http_response.extensions.get("body")
+    if isinstance(body, Body) and not body.encoded:
+        return BodyStream(body, reader(), lambda: close_response(http_response))
+    return SDKLines(http_response, reader())
 
-    The SDK's iterator simply stops when the body does, so a connection closed mid-answer
-    would look like a whole answer: only the event of type `end` (Anthropic's
-    `message_stop`) shows that the model finished.
-    """
 
-    def __init__(
-        self, package: str, create: Callable[[], Any], texts: TextPicker, end: str
-    ) -> None:
-        self._package = package
-        self._texts, self._end = texts, end
-        errors: type[Exception] = sdk(package).APIError
-        try:
-            self._stream = create()
-        except errors as exc:
-            raise classify(exc) from exc
+class SDKLines:
+    """The same reader over httpx2's own byte stream (decoded), one read at a time."""
+
+    def __init__(self, response: httpx2.Response, reader: Reader) -> None:
+        self._response, self._reader = response, reader
 
     def __iter__(self) -> Iterator[Chunk]:
-        ended = False
-        # Read on to the end of the body after the end event, so the connection goes back
-        # to the pool instead of being shut down by `close`.
-        for event in read_upstream(self._stream, self._package):
-            ended = ended or event.type == self._end
-            for text in self._texts(event):
-                yield Chunk(text)
-        if not ended:
-            raise ProviderError(
-                f"{self._package}: the stream ended without {self._end}", retryable=True
-            )
+        reader = self._reader
+        for data in read_upstream(self._response.iter_bytes(), reader.provider):
+            yield from reader.feed(data)
+            if reader.ended:
+                return
+        raise ProviderError(
+            f"{reader.provider}: the stream ended without {reader.marker}", retryable=True
+        )
 
     def close(self) -> None:
-        close_response(self._stream.response)
-
-
-TextPicker = Callable[[Any], Iterator[str]]
+        close_response(self._response)
 
 
 def classify(exc: Exception) -> ProviderError:
