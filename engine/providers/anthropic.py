@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
+
 from ..spec.models import AnthropicModel
 from .base import ChunkStream, ModelCall
 from .sdk import open_body, sdk_client, sdk_key
@@ -21,12 +23,14 @@ def open_stream(
     key = sdk_key(spec, api_key, base_url)
     client = sdk_client("anthropic", key, base_url, spec.timeout.connect, spec.timeout.total)
 
-    def create() -> Any:
-        return client.messages.with_streaming_response.create(
+    def send() -> httpx2.Response:
+        response = client.messages.with_streaming_response.create(
             model=spec.name, messages=_messages(call), stream=True, **_options(call)
-        )
+        ).__enter__()
+        http_response: httpx2.Response = response.http_response
+        return http_response
 
-    stream: ChunkStream = open_body("anthropic", create, AnthropicReader)
+    stream: ChunkStream = open_body("anthropic", send, AnthropicReader)
     return stream
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
+
 from ..spec.models import OpenAIModel
 from .base import ChunkStream, ModelCall
-from .sdk import open_body, sdk_client, sdk_key
+from .sdk import open_body, sdk, sdk_client, sdk_key
 from .wire import OpenAIReader
 
 
@@ -22,13 +24,21 @@ def open_stream(
     """
     key = sdk_key(spec, api_key, base_url)
     client = sdk_client("openai", key, base_url, spec.timeout.connect, spec.timeout.total)
+    body = {"model": spec.name, "messages": _messages(call), "stream": True, **_sampling(call)}
+    stream_class = sdk("openai").Stream[object]
 
-    def create() -> Any:
-        return client.chat.completions.with_streaming_response.create(
-            model=spec.name, messages=_messages(call), stream=True, **_sampling(call)
+    def send() -> httpx2.Response:
+        # The client's own `post` (the SDK's documented way to a raw response): headers,
+        # authentication, the URL and error mapping as `chat.completions.create` does, without
+        # its typed transform of the body, which for these plain values changes nothing and
+        # cost 260 µs a request (13 µs a chunk of a 20-chunk answer).
+        stream = client.post(
+            "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=stream_class
         )
+        response: httpx2.Response = stream.response
+        return response
 
-    stream: ChunkStream = open_body("openai", create, OpenAIReader)
+    stream: ChunkStream = open_body("openai", send, OpenAIReader)
     return stream
 
 

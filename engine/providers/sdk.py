@@ -84,17 +84,18 @@ def sdk_client(
     )
 
 
-def open_body(package: str, create: Callable[[], Any], reader: Callable[[], Reader]) -> Any:
-    """Send a streaming request with the SDK (`create` uses `with_streaming_response`) and
-    return its answer as a `BodyStream`, or as an `SDKLines` stream when the body did not
-    come through our transport (a proxy from the environment) or came compressed.
+def open_body(
+    package: str, send: Callable[[], httpx2.Response], reader: Callable[[], Reader]
+) -> Any:
+    """Send a streaming request with the SDK (`send` returns its response, body unread)
+    and return its answer as a `BodyStream`, or as an `SDKLines` stream when the body did
+    not come through our transport (a proxy from the environment) or came compressed.
     HTTP errors and failures to connect raise ProviderError here."""
     errors: type[Exception] = sdk(package).APIError
     try:
-        response = create().__enter__()
+        http_response = send()
     except errors as exc:
         raise classify(exc) from exc
-    http_response: httpx2.Response = response.http_response
     body = http_response.extensions.get("body")
     if isinstance(body, Body) and not body.encoded:
         return BodyStream(body, reader(), lambda: close_response(http_response))
