@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -83,7 +83,7 @@ def test_openai_invalid_json_is_a_retryable_error() -> None:
     assert failure.value.retryable
 
 
-def _anthropic(event: str, data: dict[str, object]) -> bytes:
+def _anthropic(event: str, data: Mapping[str, object]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
