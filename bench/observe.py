@@ -1,17 +1,18 @@
 """Request lines and metrics: their CPU per FAQ turn, in-process, against both off.
 
-`python -m bench.observe [-n 2000] [--rounds 7]` prints one JSON object: µs per FAQ turn
-(bench/bots' faq bot, "I want my money back") through the whole app (`create_app`'s WSGI
-callable: the Poe endpoint, the runtime, the SSE bytes, the request line and the counts)
-with the lines and metrics off (LOG_LEVEL=warning, METRICS=false), with text lines and
-metrics, and with JSON lines and metrics, each line written to a file as the server
-writes standard error; `ratio` is off ÷ each (1.0 = free; the throughput a core keeps).
-The three alternate within each round and each keeps its best round, so a shared
-machine's load drifts into all of them alike. Outside gevent each line is written at once
-(the server batches them per turn of its event loop, which is cheaper), and the counts
-are this process's (prometheus_client's single-process values; the server's write to
-memory-mapped files, about as cheap).
-"""
+`python -m bench.observe [-n 2000] [--rounds 7] [--batch 10]` prints one JSON object: µs
+per FAQ turn (bench/bots' faq bot, "I want my money back") through the whole app
+(`create_app`'s WSGI callable: the Poe endpoint, the runtime, the SSE bytes, the request
+line and the counts) with the lines and metrics off (LOG_LEVEL=warning, METRICS=false),
+with text lines and metrics, and with JSON lines and metrics, each line written to a file
+as the server writes standard error; `ratio` is off ÷ each (1.0 = free; the throughput a
+core keeps). The modes alternate within each round and each keeps its best round, so a
+shared machine's load drifts into all of them alike. With `--batch N` (default 10) the
+lines and counts of N turns are written together (`engine.web.poe.batched`), as the server
+writes those of one turn of its event loop: one write for the lines, one metric write per
+counter; `--batch 1` writes each turn's at once, the pessimistic bound. The counts are
+this process's (prometheus_client's single-process values; the server's write to memory-
+mapped files, a little dearer per write, which batching divides)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any
 from engine.logs import configure
 from engine.settings import Settings
 from engine.web import create_app
+from engine.web.poe import batched
 
 from .serve import ACCESS_KEY, BENCH, KEY_VAR
 
@@ -72,29 +74,38 @@ def _start_response(status: str, headers: list[tuple[str, str]], *info: Any) -> 
     return None
 
 
-def per_turn_us(settings: Settings, call: Callable[[], None], n: int, log_file: Any) -> float:
+def per_turn_us(
+    settings: Settings, call: Callable[[], None], n: int, log_file: Any, batch: int = 1
+) -> float:
     configure(settings, environ={}, stream=log_file)  # the mode's format and level
     call()
     start = time.process_time()
-    for _ in range(n):
-        call()
-    return (time.process_time() - start) / n * 1e6
+    for _ in range(n // batch):
+        if batch == 1:
+            call()
+            continue
+        with batched():
+            for _ in range(batch):
+                call()
+    return (time.process_time() - start) / (n // batch * batch) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=10, help="turns whose lines leave together")
     args = parser.parse_args()
     best: dict[str, float] = {}
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log_file:
         turns = {mode: turn_in(mode) for mode in MODES}
         for _ in range(args.rounds):
             for mode, (settings, call) in turns.items():
-                us = per_turn_us(settings, call, args.n, log_file)
+                us = per_turn_us(settings, call, args.n, log_file, args.batch)
                 best[mode] = min(best.get(mode, us), us)
     logging.getLogger().handlers.clear()
     result = {
+        "batch": args.batch,
         "turn_us": {mode: round(us, 1) for mode, us in best.items()},
         "ratio": {mode: round(best["off"] / best[mode], 3) for mode in MODES if mode != "off"},
     }

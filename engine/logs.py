@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,16 @@ from pythonjsonlogger.json import JsonFormatter
 
 from .settings import Settings
 
-__all__ = ["REDACTED", "GunicornLogger", "Redacting", "configure", "secret_values"]
+__all__ = [
+    "REDACTED",
+    "GunicornLogger",
+    "LineHandler",
+    "Redacting",
+    "configure",
+    "hold_lines",
+    "release_lines",
+    "secret_values",
+]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
@@ -88,7 +98,7 @@ def formatter(json_lines: bool) -> logging.Formatter:
     """The formatter of one line: `TEXT_FORMAT`, or a JSON object holding the same
     fields plus whatever the call passed in `extra` (the request lines' fields)."""
     if not json_lines:
-        return logging.Formatter(TEXT_FORMAT)
+        return _TextLines(TEXT_FORMAT)
     return _JsonLines(
         "{levelname}{name}{message}",
         style="{",
@@ -99,6 +109,25 @@ def formatter(json_lines: bool) -> logging.Formatter:
 
 
 FIELDS = "_fields"  # the `extra` key of a line's own fields (engine/web/poe.py)
+
+
+class _TextLines(logging.Formatter):
+    """The standard formatter, its `asctime` made once per second: every line of a second
+    shares its date and time but the milliseconds, and `time.strftime` was a fifth of a
+    request line's formatting."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        msec_format = self.default_msec_format
+        if datefmt is not None or msec_format is None or self.converter is not time.localtime:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime(self.default_time_format, time.localtime(second)))
+        return msec_format % (self._second[1], record.msecs)
 
 
 class _JsonLines(JsonFormatter):
@@ -118,6 +147,79 @@ class _JsonLines(JsonFormatter):
             log_data[self._get_rename(field)] = record.__dict__.get(field)
         log_data.update(fields)
         log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat()
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """The library's `json.dumps(..., cls=..., default=...)` with its encoder made once,
+        not per line (building it was a third of serializing a request line)."""
+        if self.json_serializer is not json.dumps:
+            return super().jsonify_log_record(log_data)
+        encoder = self.__dict__.get("_encoder")
+        if encoder is None:
+            encoder = self._encoder = (self.json_encoder or json.JSONEncoder)(
+                default=self.json_default,
+                indent=self.json_indent,
+                ensure_ascii=self.json_ensure_ascii,
+            )
+        return str(encoder.encode(log_data))
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard stream handler, which can hold its lines for a moment: the request
+    lines of one turn of the event loop (engine/web/poe.py) then leave in one `write`.
+
+    Standard error is line-buffered, so each line written alone is a system call of its
+    own; held, a batch of them is one. Everything else is the standard handler's: its
+    level, filters, formatter (the redaction with it) and lock, line by line.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._held: list[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        held = self._held
+        if held is None:
+            super().emit(record)
+            return
+        try:
+            held.append(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as the standard handler: report, go on
+            self.handleError(record)
+
+    def hold(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def write_held(self) -> None:
+        """Write the held lines at once, and hold no more (`release` is the lock's)."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        self.acquire()
+        try:
+            self.stream.write("".join(held))
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a log that cannot be written must not stop serving
+            if logging.raiseExceptions:
+                sys.stderr.write(f"--- Logging error ---\n{sys.exc_info()[1]!r}\n")
+        finally:
+            self.release()
+
+
+def hold_lines() -> list[LineHandler]:
+    """Hold the lines of the root's `LineHandler`s until `release_lines`."""
+    held = [h for h in logging.getLogger().handlers if isinstance(h, LineHandler)]
+    for handler in held:
+        handler.hold()
+    return held
+
+
+def release_lines(held: list[LineHandler]) -> None:
+    """Write what `hold_lines` held, one write per handler."""
+    for handler in held:
+        handler.write_held()
 
 
 # Set by `configure` in the master, before the workers fork: gunicorn's logger and the
@@ -141,7 +243,7 @@ def configure(
     environ = os.environ if environ is None else environ
     _json_lines = settings.json_logs
     _formatter = Redacting(formatter(_json_lines), secret_values(settings, environ))
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(_formatter)
     root = logging.getLogger()
     for old in root.handlers[:]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from bisect import bisect_left
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,8 +124,10 @@ def render() -> tuple[bytes, str]:
 
 
 class Metrics:
-    """The engine's counters and histograms, with each label combination's child kept in
-    a dict: `labels()` takes a lock and validates its arguments on every call."""
+    """The engine's counters and histograms. A request's counts are gathered in plain
+    dicts and written by `commit`, once per batch of requests (engine/web/poe.py); each
+    label combination's child is kept in a dict: `labels()` takes a lock and validates
+    its arguments on every call."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -176,6 +179,9 @@ class Metrics:
             ),
         }
         self._children: dict[tuple[str, ...], Any] = {}
+        # What the requests of one batch (engine/web/poe.py) add, written by `commit`.
+        self._counts: dict[tuple[str, ...], float] = {}
+        self._observed: dict[tuple[str, ...], list[float]] = {}
 
     def child(self, name: str, *labels: str) -> Any:
         key = (name, *labels)
@@ -184,39 +190,83 @@ class Metrics:
             found = self._children[key] = self._metrics[name].labels(*labels)
         return found
 
+    def _add(self, key: tuple[str, ...], amount: float = 1) -> None:
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + amount
+
+    def commit(self) -> None:
+        """Write what the requests since the last commit counted: each counter once, by
+        the sum, and each histogram's buckets once, by how many fell in them.
+
+        In multi-process mode every write is a locked write to a memory-mapped file (a
+        FAQ turn made six); a batch of requests of one bot now makes as many as one did.
+        """
+        counts, self._counts = self._counts, {}
+        for key, amount in counts.items():
+            self.child(*key).inc(amount)
+        observed, self._observed = self._observed, {}
+        for key, values in observed.items():
+            _observe_all(self.child(*key), values)
+
     def request(self, bot: str, kind: str, outcome: str) -> None:
         kind = kind if kind in REQUEST_TYPES else "other"
-        self.child("requests", bot, kind, outcome).inc()
+        self._add(("requests", bot, kind, outcome))
 
     def query(self, bot: str, first_byte: float, done: float, characters: int) -> None:
-        self.child("first_byte", bot).observe(first_byte)
-        self.child("done", bot).observe(done)
+        observed = self._observed
+        key = ("first_byte", bot)
+        if key in observed:
+            observed[key].append(first_byte)
+            observed["done", bot].append(done)
+        else:
+            observed[key], observed["done", bot] = [first_byte], [done]
         if characters:
-            self.child("characters", bot).inc(characters)
+            self._add(("characters", bot), characters)
 
     def models(self, attempts: list[ModelAttempt]) -> None:
         previous: ModelAttempt | None = None
         for attempt in attempts:
-            self.child("model_calls", attempt.provider).inc()
+            self._add(("model_calls", attempt.provider))
             if attempt.failed:
-                self.child("model_failures", attempt.provider).inc()
+                self._add(("model_failures", attempt.provider))
             if attempt.retry:
-                self.child("model_retries", attempt.provider).inc()
+                self._add(("model_retries", attempt.provider))
             if attempt.fallback and previous is not None:
-                self.child("model_fallbacks", previous.provider).inc()
+                self._add(("model_fallbacks", previous.provider))
             previous = attempt
 
     def refused(self, bot: str, rule: str) -> None:
-        self.child("input_refusals", bot, rule).inc()
+        self._add(("input_refusals", bot, rule))
 
     def limited(self, bot: str, limit: str) -> None:
-        self.child("limit_refusals", bot, limit).inc()
+        self._add(("limit_refusals", bot, limit))
 
     def call_failures(self, bot: str, count: int) -> None:
-        self.child("call_failures", bot).inc(count)
+        self._add(("call_failures", bot), count)
 
     def reaction(self, bot: str, kind: str) -> None:
-        self.child("reactions", bot, kind if kind in REACTIONS else "other").inc()
+        self._add(("reactions", bot, kind if kind in REACTIONS else "other"))
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
+    """`histogram.observe(v)` for each value, in one write per bucket touched and one to the
+    sum. Reaches into prometheus_client's `_sum`, `_buckets` and `_upper_bounds` (the
+    version is pinned); without them, observes one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if len(values) == 1 or bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    falls: dict[int, int] = {}
+    for value in values:
+        # The first bound at or above the value, as `observe` finds it (+Inf catches all).
+        at = bisect_left(bounds, value)
+        falls[at] = falls.get(at, 0) + 1
+    total.inc(sum(values))
+    for at, count in falls.items():
+        buckets[at].inc(count)
 
 
 _metrics: Metrics | None = None

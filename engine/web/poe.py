@@ -13,12 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
 from ..iterators import close_iterator
 from ..loader import is_weak
-from ..logs import FIELDS, json_lines
+from ..logs import FIELDS, hold_lines, json_lines, release_lines
 from ..metrics import Metrics, metrics
 from ..protocol import jsonshape, sse
 from ..protocol.events import Comment, Done, Error, Event, KeepAlive, Replace, Text
@@ -223,20 +224,23 @@ class Served:
         if self.counting or requests_log.isEnabledFor(logging.INFO):
             _request_lines.add(self)
 
-    def emit(self) -> None:
-        """The line and the counts; called between turns of the event loop (below)."""
-        outcome = self.category()
-        if requests_log.isEnabledFor(logging.INFO):
-            took = (self.ended - self.started) * 1000
-            line = (self.bot, self.kind, self.status, self.outcome, took)
-            if json_lines():
-                requests_log.info(REQUEST_LINE, *line, extra={FIELDS: self.fields(outcome)})
-            elif self.log_messages and (said := _said(self.data)) is not None:
-                requests_log.info(REQUEST_LINE + ": %r", *line, said[:_SAID])
-            else:
-                requests_log.info(REQUEST_LINE, *line)
-        if self.counting:
-            self.count(metrics(), outcome)
+    def line(self, outcome: str) -> None:
+        """The request's line on `engine.requests`, if INFO is on there: the record that
+        `requests_log.info` would make, made directly (no walk up the stack to find the
+        caller, which is always this method) and handed to the logger's handlers."""
+        if not requests_log.isEnabledFor(logging.INFO):
+            return
+        took = (self.ended - self.started) * 1000
+        args: tuple[Any, ...] = (self.bot, self.kind, self.status, self.outcome, took)
+        message, extra = REQUEST_LINE, None
+        if json_lines():
+            extra = {FIELDS: self.fields(outcome)}
+        elif self.log_messages and (said := _said(self.data)) is not None:
+            message, args = REQUEST_LINE + ": %r", (*args, said[:_SAID])
+        record = requests_log.makeRecord(
+            requests_log.name, logging.INFO, _SOURCE, _LINE, message, args, None, "line", extra
+        )
+        requests_log.handle(record)
 
     def category(self) -> str:
         """The outcome from a short fixed list: `answered`, `refused` (input rules),
@@ -353,33 +357,65 @@ class _RequestLines:
     turn (of about 400): not the logging call itself (12 µs in a loop), but its code and
     data pushing the engine's out of the CPU caches, and back. Written together, the lines
     cost about 5 µs each (measured in issue 8's report). A line's time is still the
-    request's own; its timestamp is at most one turn of the loop later. The metrics are
-    counted there too, for the same reason.
+    request's own; its timestamp is at most one turn of the loop later. A batch's lines
+    leave the root's handler in one write (`hold_lines`) and its counts go to the metrics'
+    files in one write per counter (`Metrics.commit`).
     """
 
     def __init__(self) -> None:
         self._pending: list[Served] = []
+        self._batching = False
 
     def add(self, served: Served) -> None:
-        loop = _gevent_loop()
-        if loop is None:
-            served.emit()
-            return
-        self._pending.append(served)
-        if len(self._pending) == 1:
+        if not self._batching:
+            loop = _gevent_loop()
+            if loop is None:
+                self.write([served])
+                return
+            self._batching = True
             loop.run_callback(self._flush)
+        self._pending.append(served)
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """The lines of the requests answered inside written together at its end, as the
+        server writes those of a turn of its loop (bench/observe.py measures both)."""
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._flush()
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for served in pending:
-            try:
-                served.emit()
-            except Exception:  # noqa: BLE001 - a failed line must not lose the others
-                log.exception("bot %s: the request's log line or metrics failed", served.bot)
+        pending, self._pending, self._batching = self._pending, [], False
+        self.write(pending)
+
+    def write(self, batch: list[Served]) -> None:
+        held = hold_lines() if len(batch) > 1 else []
+        sink: Metrics | None = None
+        try:
+            for served in batch:
+                try:
+                    outcome = served.category()
+                    served.line(outcome)
+                    if served.counting:
+                        served.count(sink := sink or metrics(), outcome)
+                except Exception:  # noqa: BLE001 - a failed line must not lose the others
+                    log.exception("bot %s: the request's log line or metrics failed", served.bot)
+        finally:
+            release_lines(held)
+            if sink is not None:
+                try:
+                    sink.commit()
+                except Exception:  # noqa: BLE001 - nor a failed count the next batch
+                    log.exception("the metrics of %d requests failed", len(batch))
 
 
 REQUEST_LINE = "bot %s: %s %d %s in %.1f ms"
 _request_lines = _RequestLines()
+batched = _request_lines.batched
+# Where a request line's record says it was made (`Served.line`), as findCaller would say.
+_SOURCE, _LINE = __file__, Served.line.__code__.co_firstlineno
 
 
 def _gevent_loop() -> Any:
