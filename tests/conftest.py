@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import re
 import shutil
 import subprocess
@@ -66,6 +67,17 @@ EXAMPLE_ENV = {
     "ANTHROPIC_API_KEY": "sk-ant-test",
     "ENGINE_STATE_SECRET": "example-state-secret-" + "s" * 16,
 }
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that configures logging (engine.logs.configure replaces the root's handlers
+    and level) leaves the next test the logging it found."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
