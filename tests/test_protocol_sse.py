@@ -275,3 +275,22 @@ def test_the_producer_is_closed_after_it_raises() -> None:
 
 def test_a_plain_iterable_without_close_is_fine() -> None:
     assert list(guarded((Text("x"),), "demo")) == [Meta(), Text("x"), Done()]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Meta(),
+        Meta(flush=True),
+        Meta(content_type="text/plain", suggested_replies=True),
+        Done(),
+        Suggest('line\nbreak "quoted" \\ 日本 🙂'),
+        Suggest("lone \ud800 surrogate"),
+    ],
+    ids=["meta", "meta-flush", "meta-plain", "done", "suggest-escapes", "suggest-surrogate"],
+)
+def test_the_shortcuts_frame_as_the_general_path(event: Event) -> None:
+    """`meta` and `done` come from a cache, `suggested_reply` from the text fast path:
+    the same bytes as json.dumps framing, twice over (the cache's second answer too)."""
+    general = sse._framed(event)
+    assert sse.encode(event) == general == sse.encode(event)

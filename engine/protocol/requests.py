@@ -145,4 +145,6 @@ def parse_query(data: dict[str, Any]) -> QueryRequest:
         where = ".".join(str(part) for part in first["loc"])
         raise RequestError(f"invalid query: {where}: {first['msg']}") from None
     known = [message for message in request.query if message.role in KNOWN_ROLES]
+    if len(known) == len(request.query):
+        return request  # the usual case: no copy of the whole request
     return request.model_copy(update={"query": known})

@@ -6,7 +6,7 @@ import json
 from json.encoder import encode_basestring
 
 from ..text import clean_text
-from .events import Comment, Event, KeepAlive, Text
+from .events import Comment, Done, Event, KeepAlive, Meta, Suggest, Text
 
 # CRLF line ends, as sse-starlette (and so fastapi_poe) sends them; any SSE client accepts them.
 _EOL = "\r\n"
@@ -17,6 +17,12 @@ HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 _TEXT_START = f'event: text{_EOL}data: {{"text": '.encode()
 _TEXT_END = f"}}{_EOL}{_EOL}".encode()
+_SUGGEST_START = f'event: suggested_reply{_EOL}data: {{"text": '.encode()
+# `meta` and `done` of each kind, encoded once: every answer starts and ends with them.
+_FIXED: dict[Event, bytes] = {}
+_FIXED_MOST = 64  # meta's variants come from the bot files' content types: few
+# `json.dumps(..., ensure_ascii=False)`'s encoder, made once: the call makes one each time.
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def encode(event: Event) -> bytes:
@@ -28,14 +34,30 @@ def encode(event: Event) -> bytes:
             return _TEXT_START + encode_basestring(event.text).encode() + _TEXT_END
         except UnicodeEncodeError:
             return _TEXT_START + encode_basestring(clean_text(event.text)).encode() + _TEXT_END
+    if type(event) is Meta or type(event) is Done:
+        fixed = _FIXED.get(event)  # `flush` is not part of an event's identity (events.py)
+        if fixed is None:
+            fixed = _framed(event)
+            if len(_FIXED) < _FIXED_MOST:
+                _FIXED[event] = fixed
+        return fixed
+    if type(event) is Suggest:  # the same bytes as `_framed`, as for a chunk of text
+        try:
+            return _SUGGEST_START + encode_basestring(event.text).encode() + _TEXT_END
+        except UnicodeEncodeError:
+            return _framed(event)
     if isinstance(event, KeepAlive):
         return KEEPALIVE  # a comment line: every SSE client skips it
     if isinstance(event, Comment):
         # One line, whatever the text holds: a line end would end the comment.
         line = " ".join(event.text.splitlines())
         return clean_text(f": {line}{_EOL}{_EOL}").encode()
-    # json.dumps escapes newlines inside strings, so the data always fits on one line.
-    payload = json.dumps(event.data(), ensure_ascii=False)
+    return _framed(event)
+
+
+def _framed(event: Event) -> bytes:
+    # JSON escapes newlines inside strings, so the data always fits on one line.
+    payload = _JSON.encode(event.data())
     frame = f"event: {event.name}{_EOL}data: {payload}{_EOL}{_EOL}"
     try:
         return frame.encode()

@@ -62,6 +62,21 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 
 def _now(now: datetime) -> dict[str, Any]:
+    """`now` for templates and conditions; to the second, so made once a second (a
+    date's formatting was a tenth of a rule-based turn's context)."""
+    global _last_now
+    # The wall-clock second with what says where it is (equal aware datetimes are equal
+    # instants: the offset tells their wall clocks apart; `fold` tells naive ones).
+    key = (now.replace(microsecond=0), now.fold, now.utcoffset(), now.tzinfo is None)
+    if _last_now[0] != key:
+        _last_now = (key, _now_fields(now))
+    return dict(_last_now[1])
+
+
+_last_now: tuple[Any, dict[str, Any]] = (None, {})
+
+
+def _now_fields(now: datetime) -> dict[str, Any]:
     return {
         "iso": now.isoformat(timespec="seconds"),
         "date": now.date().isoformat(),
