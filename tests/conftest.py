@@ -81,6 +81,16 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_model_connections() -> Iterator[None]:
+    """No test reuses a model connection another test opened: a test's fake model server
+    may get the port of an earlier one whose kept-alive connection still answers."""
+    yield
+    from engine.providers.transport import POOL
+
+    POOL.close()
+
+
+@pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's own HOST, PORT or keys."""
     server_vars = ("HOST", "PORT", "BOTS_DIR", "MAX_BODY_BYTES", "WEB_CONCURRENCY")
