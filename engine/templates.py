@@ -10,6 +10,7 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from .errors import RunError, TemplateError, did_you_mean
 from .template_scope import usage
@@ -116,8 +117,21 @@ class TemplateCompiler:
         return JinjaTemplate(source, loc, self)
 
     def build(self, source: str) -> jinja2.Template:
-        """The template of a checked source, its code generated and compiled now."""
-        return self._env.from_string(source)
+        """The template of a checked source, its code generated and compiled now; an
+        `{% include %}` of a prompt without Jinja markers becomes that prompt's text."""
+        if "include" not in source:
+            return self._env.from_string(source)
+        tree = _PlainIncludes(self).visit(self._env.parse(source))
+        tree.set_environment(self._env)
+        return self._env.from_string(tree)
+
+    def plain_text(self, name: str) -> str | None:
+        """What including prompt `name` writes, if it has no Jinja markers (whatever the
+        context: it reads none), else None."""
+        source = self._prompts.get(name)
+        if source is None or any(marker in source for marker in _MARKERS):
+            return None
+        return self._env.from_string(source).render()
 
     def _check(self, source: str) -> None:
         """Parse, then check names, filters, tests and includes, as generating code would."""
@@ -184,6 +198,22 @@ class TemplateCompiler:
                 hint = did_you_mean(included, self._prompt_names) or f"prompts: {known}"
                 offset = reference_offset(tokens(self._env, source), included)
                 raise TemplateError(f"unknown prompt '{included}'", offset, hint)
+
+
+class _PlainIncludes(NodeTransformer):
+    """Includes of plain prompts (a signature, a disclaimer) replaced by their text, as
+    Jinja writes it: an include makes a new context and looks the template up on every
+    render (a tenth of a rule-based turn with one)."""
+
+    def __init__(self, compiler: TemplateCompiler) -> None:
+        self._compiler = compiler
+
+    def visit_Include(self, node: nodes.Include) -> nodes.Node:  # noqa: N802 - Jinja's name
+        name = node.template.value if isinstance(node.template, nodes.Const) else None
+        text = self._compiler.plain_text(name) if isinstance(name, str) else None
+        if text is None:
+            return node
+        return nodes.Output([nodes.TemplateData(text, lineno=node.lineno)], lineno=node.lineno)
 
 
 # Jinja's parser recurses about 16 frames per bracket: some 60 reach Python's recursion

@@ -365,3 +365,27 @@ def test_a_pickled_template_renders_the_same(compiler: TemplateCompiler) -> None
     copy = pickle.loads(pickle.dumps(template))
     assert isinstance(copy, JinjaTemplate)
     assert copy.render(CONTEXT) == before == "[-- demo] hello there"
+
+
+_PROMPTS = {"sig": "\n\n— Acme\r\nSupport\n", "hi": "Hi {{ message }}\n", "ws": "  x  \n\n"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'A{% include "sig" %}B',
+        '{% for i in [1, 2] %}{% include "sig" %}{{ i }}{% endfor %}',
+        '{% include "hi" %}|{% include "ws" %}!',
+        '{% if message %}{% include "sig" ignore missing %}{% endif %}x\n',
+    ],
+)
+def test_a_plain_prompt_included_is_written_as_jinja_writes_it(source: str) -> None:
+    """Includes of marker-less prompts are replaced by their text when the code is built:
+    the same output as Jinja's own include, line ends and trailing newline included."""
+    ours = TemplateCompiler(_PROMPTS, ["message"]).build(source).render({"message": "m"})
+    jinjas = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        loader=jinja2.DictLoader(_PROMPTS),
+        keep_trailing_newline=False,
+    )
+    assert ours == jinjas.from_string(source).render({"message": "m"})
