@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 import jinja2
@@ -92,7 +92,7 @@ class TemplateCompiler:
     ) -> None:
         self._prompts = dict(prompts)
         self._finalize = finalize  # every `{{ }}` value passes through it (URLs quote them)
-        self._env = ImmutableSandboxedEnvironment(
+        self._env = _Environment(
             undefined=jinja2.StrictUndefined,
             loader=jinja2.DictLoader(self._prompts),
             autoescape=False,
@@ -198,6 +198,15 @@ class TemplateCompiler:
                 hint = did_you_mean(included, self._prompt_names) or f"prompts: {known}"
                 offset = reference_offset(tokens(self._env, source), included)
                 raise TemplateError(f"unknown prompt '{included}'", offset, hint)
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox, each template's globals one plain dict: Jinja's ChainMap over the
+    environment's is read item by item in Python on every render (a twentieth of a
+    rule-based turn). The engine never changes an environment's globals once made."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
 
 
 class _PlainIncludes(NodeTransformer):
