@@ -274,15 +274,16 @@ class Served:
         }
         trace = self.trace
         if trace is not None:
-            fields |= _turn_fields(trace, self.rule())
+            _add_turn_fields(fields, trace, self.rule())
             fields["first_byte_ms"] = round((self.first_byte - self.started) * 1000, 3)
             fields["characters"] = self.characters
             fields["error_type"], fields["allow_retry"] = self.error_type, self.allow_retry
             if self.log_messages:
                 fields["user_message"] = _said(self.data)
-        for key in _REPORTED:
-            if key in data and self.kind in REPORT_TYPES:
-                fields[key] = str(data[key])[:_SAID]
+        if self.kind in REPORT_TYPES:
+            for key in _REPORTED:
+                if key in data:
+                    fields[key] = str(data[key])[:_SAID]
         return fields
 
     def count(self, sink: Metrics, outcome: str) -> None:
@@ -332,21 +333,20 @@ def _said(data: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _turn_fields(trace: FlowTrace, rule: str | None) -> dict[str, Any]:
+def _add_turn_fields(fields: dict[str, Any], trace: FlowTrace, rule: str | None) -> None:
     """What the turn did: the locs taken, the model that answered (the last tried),
     the retries and fallbacks on the way, the limit or rule that refused it."""
-    last = trace.models[-1] if trace.models else None
-    return {
-        "path": trace.path,
-        "rule": rule,
-        "provider": last.provider if last else None,
-        "model": last.model if last else None,
-        "model_calls": len(trace.models),
-        "retries": sum(attempt.retry for attempt in trace.models),
-        "fallbacks": sum(attempt.fallback for attempt in trace.models),
-        "limit": trace.limited,
-        "call_failures": trace.call_failures,
-    }
+    models = trace.models
+    last = models[-1] if models else None
+    fields["path"] = trace.path
+    fields["rule"] = rule
+    fields["provider"] = last.provider if last else None
+    fields["model"] = last.model if last else None
+    fields["model_calls"] = len(models)
+    fields["retries"] = sum(attempt.retry for attempt in models) if models else 0
+    fields["fallbacks"] = sum(attempt.fallback for attempt in models) if models else 0
+    fields["limit"] = trace.limited
+    fields["call_failures"] = trace.call_failures
 
 
 class _RequestLines:
