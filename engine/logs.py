@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from gunicorn.glogging import Logger as _GunicornBase
 from pythonjsonlogger.json import JsonFormatter
 
@@ -138,7 +139,9 @@ class _JsonLines(JsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """A request line's JSON: what the library's `format` makes of it (no exception,
-        stack or dict message to add), without the steps that find nothing to do."""
+        stack or dict message to add), without the steps that find nothing to do, and
+        serialized by orjson (a JSON request line cost 35 µs with the standard encoder,
+        27 µs with orjson, in a batch of 100 under gevent; bench/README.md)."""
         fields = record.__dict__.get(FIELDS)
         if (
             fields is None
@@ -152,7 +155,16 @@ class _JsonLines(JsonFormatter):
         record.message = record.getMessage()
         log_data: dict[str, Any] = {}
         self.add_fields(log_data, record, {})
-        return self.serialize_log_record(self.process_log_record(log_data))
+        log_data = self.process_log_record(log_data)
+        if not self.prefix:
+            # The fields are plain strings, numbers, None and lists of strings, which
+            # orjson writes in a fifth of the standard encoder's time (without spaces
+            # after `:` and `,`); what it refuses (a lone surrogate) goes the usual way.
+            try:
+                return orjson.dumps(log_data).decode()
+            except orjson.JSONEncodeError:
+                pass
+        return self.serialize_log_record(log_data)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]

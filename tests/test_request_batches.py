@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.logs import configure, hold_lines, release_lines
+from engine.logs import FIELDS, configure, formatter, hold_lines, release_lines
 from engine.metrics import LATENCY_BUCKETS, Metrics
 from engine.settings import Settings
 from engine.web import create_app
@@ -143,3 +143,23 @@ def test_a_batch_counts_what_its_requests_alone_would() -> None:
 
 def _labels(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"type": "query", "outcome": "answered", **labels}.items()))
+
+
+def test_a_json_request_line_orjson_refuses_is_written_all_the_same() -> None:
+    """Request lines are serialized by orjson, which refuses a lone surrogate: that line
+    goes through the standard encoder instead, and is one JSON object like the others."""
+    line_formatter = formatter(json_lines=True)
+
+    def line(detail: str) -> dict[str, Any]:
+        record = logging.LogRecord("engine.requests", logging.INFO, __file__, 1, "m", (), None)
+        record.__dict__[FIELDS] = {"detail": detail, "path": ["routes[0]"], "ms": 1.5}
+        parsed: dict[str, Any] = json.loads(line_formatter.format(record))
+        return parsed
+
+    plain, refused = line("answered"), line("lone \ud800")
+    assert plain["detail"] == "answered" and refused["detail"] == "lone \ud800"
+    assert (
+        plain.keys()
+        == refused.keys()
+        == {"level", "logger", "message", "detail", "path", "ms", "time"}
+    )
