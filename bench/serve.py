@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--pool-limit", type=int, help="llm targets: the openai SDK's connections per client"
     )
+    parser.add_argument("--bots", type=Path, help="engine: serve this bots folder instead")
     parser.add_argument("--limited", action="store_true", help="engine: faq with three limits")
     parser.add_argument("--redis-url", help="engine --limited: count in this Redis")
     parser.add_argument(
@@ -337,7 +338,7 @@ def main() -> None:
         )
         return
 
-    bots_dir = BENCH / "bots"
+    bots_dir = args.bots or BENCH / "bots"
     if args.target == "llm-engine":
         bots_dir = llm_bot_dir(args.upstream_port)
     if args.limited:
