@@ -44,6 +44,7 @@ the worker exits before the arbiter would kill it.
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Iterable
@@ -70,16 +71,40 @@ _PlainSocket = monkey.get_original("socket", "socket")
 _ENDING_MARGIN = 2.0
 
 
+# New connections a worker takes per turn of its event loop (every one waiting, up to this).
+ACCEPT_BATCH = 1000
+
+
 class _OwnSocketServer(StreamServer):  # type: ignore[misc]
-    """A server on a socket no other worker accepts from: take every connection waiting."""
+    """A server on a socket no other worker accepts from: takes every connection waiting,
+    and answers each at once, up to its first wait, before the loop turns.
+
+    gevent starts a connection's greenlet from the loop's queue of callbacks, which runs for
+    at most 5 ms (the switch interval) per turn, behind whatever is queued there already: the
+    chunks of every answer already streaming. With thousands of streams open, a new request
+    then waited seconds for its first byte (5,000 conversations at once: p99 6 s,
+    bench/first_byte.py). Started here, from the accept watcher, a request is read and
+    answered as far as it can go (a model's answer: its `meta` written, the model called)
+    before any chunk of older answers: first bytes first. A burst of new connections
+    delays streaming answers by about as long as answering their first bytes takes.
+    """
 
     @property
     def max_accept(self) -> int:
-        return StreamServer.max_accept  # type: ignore[no-any-return]  # gevent's default, 100
+        return ACCEPT_BATCH
 
     @max_accept.setter
     def max_accept(self, value: int) -> None:
         """Ignore gunicorn's `1`, meant for workers that share one socket."""
+
+    def do_handle(self, *args: Any) -> None:
+        try:
+            greenlet = self.pool.spawn(_handle_and_close, self._handle, self.do_close, args)
+        except BaseException:
+            self.do_close(*args)
+            raise
+        if gevent.getcurrent() is gevent.get_hub():  # in the accept watcher, as always
+            greenlet.switch()  # run it now; its `run` cancels the start it was queued for
 
 
 class _Connection:
@@ -183,6 +208,11 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
 
     # ------------------------------------------------------------------ serving
 
+    def init_process(self) -> None:
+        """In the new worker process: gunicorn's start-up, which ends by serving (`run`)."""
+        _tune_gc()
+        super().init_process()
+
     def run(self) -> None:
         """gunicorn's GeventWorker.run for its own StreamServer; see `_stop` for the end."""
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
@@ -269,6 +299,34 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
                 return True
             self.notify()  # still alive, to the arbiter
         return all(pool.free_count() == pool.size for pool in pools)
+
+
+# Allocations between two young collections (Python's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _tune_gc() -> None:
+    """Collect less of what never becomes garbage, in the worker, before it serves.
+
+    Everything loaded before serving (the bots, the modules) lives as long as the worker:
+    frozen, the collector no longer walks it, and the pages the worker shares with the
+    arbiter stay shared. Thousands of open answers allocate fast, and at Python's default
+    threshold a young collection ran every few hundred objects and a full one every few
+    thousand: with 5,000 conversations opened at once the collector took about a fifth of
+    each worker's CPU (0.8 s of 3.6), 0.2 s after this (bench/first_byte.py). Cycles are
+    still collected, a little later.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def _handle_and_close(handle: Any, close: Any, args: tuple[Any, ...]) -> None:
+    """gevent's own wrapper for a connection's greenlet: answer it, then close it."""
+    try:
+        handle(*args)
+    finally:
+        close(*args)
 
 
 def _ending_margin(graceful_timeout: float) -> float:

@@ -16,6 +16,7 @@ import openai  # noqa: F401
 import pytest
 
 from engine.compiled import CompiledBot, CompiledModel
+from engine.protocol import sse
 from engine.protocol.events import Done, Error, Event, KeepAlive, Meta, Text
 from engine.protocol.guard import UNEXPECTED, guarded
 from engine.protocol.requests import parse_query
@@ -33,6 +34,7 @@ from engine.providers.relay import (
 from engine.providers.scripted import ScriptedStream
 from engine.runtime import run
 from engine.spec.models import OpenAIModel
+from engine.web.poe import encoded
 
 from ._poe import query, user
 from .conftest import compile_bot
@@ -450,3 +452,40 @@ def test_after_a_disconnect_no_other_model_is_called(first: FakeLLM, second: Fak
     first.wait_for_disconnect(timeout=2.0)
     time.sleep(0.1)
     assert second.requests == []
+
+
+# ---------------------------------------------------------------------------- writes
+
+
+class _Reads:
+    """A stream read the way the relay reads the providers' own readers: one list of
+    chunks per socket read (engine/providers/wire.py), then None at the end."""
+
+    pollable = True
+
+    def __init__(self, *reads: list[Chunk]) -> None:
+        self.reads = list(reads)
+
+    def poll(self, timeout: float | None) -> list[Chunk] | None:
+        return self.reads.pop(0) if self.reads else None
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while (read := self.poll(None)) is not None:
+            yield from read
+
+    def close(self) -> None:
+        self.reads.clear()
+
+
+def test_chunks_read_together_leave_in_one_write_each_its_own_event() -> None:
+    """A relay that falls behind finds several chunks per read: one write for them, not
+    one each (5,000 conversations at once, bench/first_byte.py); alone, a chunk still
+    leaves the moment it arrives."""
+    reads = _Reads([Chunk("Once "), Chunk("upon "), Chunk("a ")], [Chunk("time")])
+    bot = llm_bot(openai_spec().model_dump())
+    request = parse_query(query(user("hi")))
+    events = list(guarded(run(bot, request, opener=lambda *_: reads, timing=FAST), bot.name))
+    assert events == [Meta(), Text("Once "), Text("upon "), Text("a "), Text("time"), Done()]
+    writes = list(encoded(iter(events)))
+    assert [piece.count(b"event: text") for piece in writes] == [0, 3, 1, 0]
+    assert b"".join(writes) == b"".join(sse.encode(event) for event in events)

@@ -15,11 +15,18 @@ from typing import Any
 import gevent
 import pytest
 from gevent import socket as gsocket
+from gevent.pool import Pool
 from gunicorn.workers import ggevent
 
 import engine.worker
 from engine.protocol.guard import ServerStopping
-from engine.worker import FairGeventWorker, _Connection, _ending_margin, _OwnSocketServer
+from engine.worker import (
+    ACCEPT_BATCH,
+    FairGeventWorker,
+    _Connection,
+    _ending_margin,
+    _OwnSocketServer,
+)
 
 
 @pytest.fixture
@@ -31,10 +38,32 @@ def listener() -> Iterator[socket.socket]:
     sock.close()
 
 
-def test_its_servers_keep_gevents_accept_batch(listener: socket.socket) -> None:
+def test_its_servers_take_every_connection_waiting(listener: socket.socket) -> None:
     server = _OwnSocketServer(listener, handle=lambda *_: None)
     server.max_accept = 1  # what gunicorn sets whenever workers > 1
-    assert server.max_accept == 100
+    assert server.max_accept == ACCEPT_BATCH
+
+
+def test_a_new_connection_is_answered_at_once_from_the_accept_watcher(
+    listener: socket.socket,
+) -> None:
+    """Not queued behind the callbacks already waiting (older answers' chunks): first
+    bytes first (5,000 conversations at once, bench/first_byte.py)."""
+    order: list[str] = []
+    server = _OwnSocketServer(
+        listener, handle=lambda sock, address: order.append("answered"), spawn=Pool(10)
+    )
+    ours, theirs = socket.socketpair()
+
+    def accepted() -> None:  # what gevent's accept watcher does, in the hub
+        server.do_handle(ours, ("127.0.0.1", 1))
+        order.append("accept watcher done")
+
+    gevent.get_hub().loop.run_callback(accepted)
+    gevent.sleep(0.05)
+    theirs.close()
+    assert order == ["answered", "accept watcher done"]
+    assert ours.fileno() == -1  # closed after its answer, as gevent's own wrapper does
 
 
 class _Cfg:
@@ -66,7 +95,7 @@ def test_run_uses_them_only_when_each_worker_has_its_own_socket(
     worker.run()
     (server,) = built
     assert isinstance(server, Own) is own_sockets
-    assert server.max_accept == (100 if own_sockets else 1)  # gunicorn's 1: two workers
+    assert server.max_accept == (ACCEPT_BATCH if own_sockets else 1)  # gunicorn's 1: 2 workers
 
 
 class _Request:

@@ -49,10 +49,12 @@ class ModelCall:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Text streamed by a model; `replace` throws away what was sent before (Poe bots only)."""
+    """Text streamed by a model; `replace` throws away what was sent before (Poe bots only).
+    `more`: another chunk that arrived with this one follows at once (write them together)."""
 
     text: str
     replace: bool = False
+    more: bool = field(default=False, compare=False)
 
 
 class ProviderError(EngineError):
@@ -146,7 +148,7 @@ class WholeText:
         if text is chunk.text:
             return chunk
         if text or chunk.replace:
-            return Chunk(text, chunk.replace)
+            return Chunk(text, chunk.replace, chunk.more)
         return None
 
     def close(self) -> None:

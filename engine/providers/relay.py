@@ -223,7 +223,19 @@ def _polled(
             return
         if chunks:
             last = monotonic()
-            yield from chunks
+            yield from batched(chunks)
+
+
+def batched(chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks of one read, every one but the last marked `more`: text that arrived
+    together leaves together, in one write (engine/web/poe.py `encoded`), each chunk still
+    its own event. A relay that falls behind (thousands of streams on a busy worker) finds
+    several chunks in each read; written one by one they cost a write each, and the
+    writes made it fall further behind."""
+    if len(chunks) < 2:
+        return chunks
+    last = len(chunks) - 1
+    return [Chunk(c.text, c.replace, more=True) if i < last else c for i, c in enumerate(chunks)]
 
 
 def _timeout_detail(model: CompiledModel, started: float, chain_deadline: float) -> str:

@@ -29,9 +29,13 @@ def run_llm(scope: Scope, route: CompiledLLM) -> Iterator[Event]:
         for item in scope.stream(route.chain, scope.model_call(system, messages)):
             if isinstance(item, Chunk):
                 answer = item.text if item.replace else answer + item.text
-                # Each chunk leaves the moment it arrives.
+                # Each chunk leaves the moment it arrives; chunks that arrived together
+                # (`more`: the next one is already here) leave in one write.
+                flush = not item.more
                 yield (
-                    Replace(item.text, flush=True) if item.replace else Text(item.text, flush=True)
+                    Replace(item.text, flush=flush)
+                    if item.replace
+                    else Text(item.text, flush=flush)
                 )
             else:
                 yield KeepAlive()
