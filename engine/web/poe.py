@@ -358,23 +358,39 @@ class _RequestLines:
     data pushing the engine's out of the CPU caches, and back. Written together, the lines
     cost about 5 µs each (measured in issue 8's report). A line's time is still the
     request's own; its timestamp is at most one turn of the loop later. A batch's lines
-    leave the root's handler in one write (`hold_lines`) and its counts go to the metrics'
-    files in one write per counter (`Metrics.commit`).
+    leave the root's handler in one write (`hold_lines`). Counts are gathered as each
+    request ends (dict additions, so no request is held for them) and go to the metrics'
+    files at the batch's end, one write per counter (`Metrics.commit`).
     """
 
     def __init__(self) -> None:
-        self._pending: list[Served] = []
+        self._pending: list[Served] = []  # the requests whose lines are still to write
+        self._counted = False  # counts gathered that `Metrics.commit` has not written
         self._batching = False
 
     def add(self, served: Served) -> None:
+        """`served`'s counts gathered now (plain dict additions: nothing of the request
+        is kept for them) and its line, if INFO is on, written with its batch's."""
         if not self._batching:
             loop = _gevent_loop()
             if loop is None:
-                self.write([served])
+                self._count(served)
+                self.write([served] if requests_log.isEnabledFor(logging.INFO) else [])
                 return
             self._batching = True
             loop.run_callback(self._flush)
-        self._pending.append(served)
+        self._count(served)
+        if requests_log.isEnabledFor(logging.INFO):
+            self._pending.append(served)
+
+    def _count(self, served: Served) -> None:
+        if not served.counting:
+            return
+        try:
+            served.count(metrics(), served.category())
+            self._counted = True
+        except Exception:  # noqa: BLE001 - a failed count must not fail the answer
+            log.exception("bot %s: the request's metrics failed", served.bot)
 
     @contextmanager
     def batched(self) -> Iterator[None]:
@@ -391,24 +407,23 @@ class _RequestLines:
         self.write(pending)
 
     def write(self, batch: list[Served]) -> None:
+        """The lines of `batch`, in one write when there are several, then the counts
+        gathered since the last write."""
         held = hold_lines() if len(batch) > 1 else []
-        sink: Metrics | None = None
         try:
             for served in batch:
                 try:
-                    outcome = served.category()
-                    served.line(outcome)
-                    if served.counting:
-                        served.count(sink := sink or metrics(), outcome)
+                    served.line(served.category())
                 except Exception:  # noqa: BLE001 - a failed line must not lose the others
-                    log.exception("bot %s: the request's log line or metrics failed", served.bot)
+                    log.exception("bot %s: the request's log line failed", served.bot)
         finally:
             release_lines(held)
-            if sink is not None:
+            if self._counted:
+                self._counted = False
                 try:
-                    sink.commit()
+                    metrics().commit()
                 except Exception:  # noqa: BLE001 - nor a failed count the next batch
-                    log.exception("the metrics of %d requests failed", len(batch))
+                    log.exception("the metrics of this turn of the event loop failed")
 
 
 REQUEST_LINE = "bot %s: %s %d %s in %.1f ms"
