@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def child(args: argparse.Namespace) -> None:
             "HTTP_AUTHORIZATION": f"Bearer {ACCESS_KEY}",
             "wsgi.input": io.BytesIO(body),
         }
-        answer = b"".join(app(environ, lambda status, headers: None))
+        answer = b"".join(app(environ, _ignore_start))
         assert answer.endswith(b"event: done\r\ndata: {}\r\n\r\n"), answer[-300:]
         return answer.count(b"event: text")
 
@@ -215,3 +216,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _ignore_start(
+    status: str, headers: list[tuple[str, str]], *_: Any
+) -> Callable[[bytes], object]:
+    """WSGI's start_response, for an answer read only from its body."""
+    return lambda _data: None
