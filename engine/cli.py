@@ -4,9 +4,9 @@ thin commands."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -73,6 +73,27 @@ JOBS = click.option(
 )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bots_option(meaning: str) -> Callable[[F], F]:
+    """`--bots DIR`, the bots folder (default: bots), as each command reads it."""
+    return click.option(
+        "--bots", "bots_dir", default=DEFAULT_PATHS[0], show_default=True, help=meaning
+    )
+
+
+def _loaded_or_exit(paths: Sequence[str], jobs: int | None, cannot: str) -> LoadReport:
+    """The bots, or their errors printed as `validate` does and exit 1: `cannot run tests:
+    2 errors in the bot files`."""
+    report = _load(paths, jobs)
+    if report.errors:
+        _print_problems(report)
+        click.echo(f"cannot {cannot}: {_plural(len(report.errors), 'error')} in the bot files")
+        sys.exit(1)
+    return report
+
+
 def _print_problems(report: LoadReport) -> None:
     for problem in sorted(report.problems, key=place):
         click.echo(str(problem))
@@ -115,11 +136,7 @@ def validate(paths: tuple[str, ...], jobs: int | None) -> None:
 @JOBS
 def test(paths: tuple[str, ...], jobs: int | None) -> None:
     """Run the conversations in each bot's `tests:` block; exit 1 on any failure."""
-    report = _load(paths, jobs)
-    if report.errors:
-        _print_problems(report)
-        click.echo(f"cannot run tests: {_plural(len(report.errors), 'error')} in the bot files")
-        sys.exit(1)
+    report = _loaded_or_exit(paths, jobs, "run tests")
     passed = failed = 0
     for bot in report.bots.values():
         for result in run_bot_tests(bot):
@@ -161,13 +178,7 @@ def schema(check: bool) -> None:
     show_default=True,
     help="rules: answers from routes; model: a model answers; flow: questions one at a time.",
 )
-@click.option(
-    "--bots",
-    "bots_dir",
-    default=DEFAULT_PATHS[0],
-    show_default=True,
-    help="Folder the file is written to (made if missing).",
-)
+@bots_option("Folder the file is written to (made if missing).")
 def new_command(name: str, kind: str, bots_dir: str) -> None:
     """Write BOTS/NAME.yaml, a commented bot file to start from, with its own tests.
 
@@ -216,13 +227,7 @@ def _language(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 @main.command("chat")
 @click.argument("bot")
-@click.option(
-    "--bots",
-    "bots_dir",
-    default=DEFAULT_PATHS[0],
-    show_default=True,
-    help="Folder to find BOT in by name.",
-)
+@bots_option("Folder to find BOT in by name.")
 @click.option(
     "--param",
     "params",
@@ -283,13 +288,7 @@ def _find(bot: str, bots_dir: str) -> tuple[CompiledBot, list[SpecError]]:
 
 @main.command("sync")
 @click.argument("names", nargs=-1, metavar="[BOT]...")
-@click.option(
-    "--bots",
-    "bots_dir",
-    default=DEFAULT_PATHS[0],
-    show_default=True,
-    help="Folder of bot files.",
-)
+@bots_option("Folder of bot files.")
 @click.option("--dry-run", is_flag=True, help="Print the settings JSON; send nothing.")
 @click.option(
     "--base-url",
@@ -313,11 +312,7 @@ def sync_command(names: tuple[str, ...], bots_dir: str, dry_run: bool, base_url:
         base = checked_base_url(base_url, "--base-url")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    report = _load([bots_dir], None)
-    if report.errors:
-        _print_problems(report)
-        click.echo(f"cannot sync: {_plural(len(report.errors), 'error')} in the bot files")
-        sys.exit(1)
+    report = _loaded_or_exit([bots_dir], None, "sync")
     try:
         targets = poe_sync.select(report.bots, names)
     except ValueError as exc:
@@ -330,13 +325,7 @@ def sync_command(names: tuple[str, ...], bots_dir: str, dry_run: bool, base_url:
 
 @main.command("graph")
 @click.argument("bot")
-@click.option(
-    "--bots",
-    "bots_dir",
-    default=DEFAULT_PATHS[0],
-    show_default=True,
-    help="Folder to find BOT in by name.",
-)
+@bots_option("Folder to find BOT in by name.")
 @click.option("--markdown", is_flag=True, help="Inside a ```mermaid block, for READMEs.")
 def graph_command(bot: str, bots_dir: str, markdown: bool) -> None:
     """Print the bot as a Mermaid flowchart: input rules, routes, flows and their steps.
@@ -361,13 +350,7 @@ def _connections(
 
 
 @main.command("play")
-@click.option(
-    "--bots",
-    "bots_dir",
-    default=DEFAULT_PATHS[0],
-    show_default=True,
-    help="Folder of bot files to serve and watch.",
-)
+@bots_option("Folder of bot files to serve and watch.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(

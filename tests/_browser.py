@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from ._server import free_port, wait_for
 from .conftest import REPO
@@ -51,6 +52,32 @@ def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
     )
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium under Playwright, for a module's tests (skipped without it)."""
+    require_chromium()
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def checked_page(browser: Browser, base_url: str, name: str) -> Iterator[Page]:
+    """A fresh page (its own storage): a JavaScript error on it fails the test, and its
+    screenshot is saved as `name` whatever the outcome."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        screenshot(page, name)
+        context.close()
 
 
 def screenshot(page: Page, name: str) -> Path:

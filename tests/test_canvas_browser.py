@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from engine.canvas.build import build_html
 from engine.canvas.loader import load_canvas_text
 
-from ._browser import launch, require_chromium, screenshot
+from ._browser import chromium, screenshot
 from .conftest import REPO
 
 EXAMPLE = REPO / "canvas" / "ask-acme.yaml"
@@ -63,11 +63,8 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_chromium()
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _open(browser: Browser, page_file: Path, *, with_poe: bool) -> tuple[Page, list[str]]:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Frame, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Frame, Page, expect
 
 from engine.web.canvas import inject
 
-from ._browser import PlayServer, launch, require_chromium, screenshot
+from ._browser import PlayServer, checked_page, chromium, require_chromium, screenshot
 from .conftest import BOTS_DIR, EXAMPLE_ENV, KEY, REPO
 
 pytestmark = pytest.mark.timeout(180)
@@ -123,26 +123,16 @@ def server(folder: Path) -> Iterator[PlayServer]:
 
 @pytest.fixture(scope="module")
 def browser(server: PlayServer) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser, server: PlayServer, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh page; its screenshot is saved whatever the outcome."""
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
-    page = context.new_page()
-    page.goto(f"/play/?token={TOKEN}")  # the cookie every playground request needs
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    """A fresh page (own sessionStorage); its screenshot is saved whatever the outcome."""
+    with checked_page(browser, server.url, request.node.name) as page:
+        page.goto(f"/play/?token={TOKEN}")  # the cookie every playground request needs
         yield page
-        assert not errors, f"JavaScript errors on the page: {errors}"
-    finally:
-        screenshot(page, request.node.name)
-        context.close()
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
-from ._browser import PlayServer, launch, require_chromium, screenshot
+from ._browser import PlayServer, checked_page, chromium, require_chromium, screenshot
 from ._server import wait_for
 from .conftest import BOTS_DIR, EXAMPLE_ENV, KEY
 
@@ -164,25 +164,15 @@ def server(bots: Path, remote: str) -> Iterator[PlayServer]:
 
 @pytest.fixture(scope="module")
 def browser(server: PlayServer) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser, server: PlayServer, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh page (own sessionStorage); its screenshot is saved whatever the outcome."""
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with checked_page(browser, server.url, request.node.name) as page:
         yield page
-        assert not errors, f"JavaScript errors on the page: {errors}"
-    finally:
-        screenshot(page, request.node.name)
-        context.close()
 
 
 # ---------------------------------------------------------------------------- helpers
