@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import SourceSnippet, SpecError, TemplateError, did_you_mean
 from ..js_patterns import full_match
-from ..loader.files import BOT_SUFFIXES, duplicate_keys, read_limited, yaml_error
+from ..loader.files import bot_files, duplicate_keys, read_limited, yaml_error
 from ..loader.locate import loc_text, offset_position, position
 from ..loader.traps import syntax_hint
 from ..loader.validation import validate_as
@@ -54,17 +54,6 @@ def is_canvas_path(path: Path) -> bool:
     return path.name == CANVAS_FOLDER if path.is_dir() else path.parent.name == CANVAS_FOLDER
 
 
-def canvas_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The files named, folders expanded to their *.yaml and *.yml files."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix in BOT_SUFFIXES)
-        else:
-            found.append(path)
-    return found
-
-
 def local_bot_names(folder: Path) -> set[str] | None:
     """The names the bots in `folder` answer to, lower-cased as Poe matches them; a broken
     file counts under its `name`, else its file name (as the server lists it). None when
@@ -72,7 +61,7 @@ def local_bot_names(folder: Path) -> set[str] | None:
     if not folder.is_dir():
         return None
     names: set[str] = set()
-    for path in canvas_files([folder]):
+    for path in bot_files([folder]):
         name: object = None
         try:
             data = parse(read_limited(path)).data
@@ -95,7 +84,7 @@ def load_canvas_paths(
     """Load every canvas file; `bot_names` (lower case) are the local bots, default: those
     of the `bots/` folder beside each file's folder."""
     report = CanvasReport()
-    for path in canvas_files(paths):
+    for path in bot_files(paths):
         names = bot_names if bot_names is not None else local_bot_names(bots_folder_for(path))
         app, problems = load_canvas_file(path, names)
         report.files += 1
@@ -277,7 +266,6 @@ __all__ = [
     "CANVAS_FOLDER",
     "CanvasReport",
     "CompiledCanvas",
-    "canvas_files",
     "is_canvas_path",
     "load_canvas_paths",
     "load_canvas_text",
