@@ -141,7 +141,7 @@ class TemplateCompiler:
         except jinja2.TemplateSyntaxError as exc:  # and what only code generation would find
             message = (exc.message or "").rstrip(".")
             raise TemplateError(
-                f"invalid template: {_lower_first(message)}", _line_offset(source, exc.lineno)
+                f"invalid template: {_lower_first(message)}", line_offset(source, exc.lineno)
             ) from None
         except RecursionError:  # not expected below MAX_DEPTH; never a traceback all the same
             raise TemplateError(TOO_DEEP, 0, "split it into simpler parts") from None
@@ -162,7 +162,7 @@ class TemplateCompiler:
                     depth += (value in "([{") - (value in ")]}")
                 if depth + nots > MAX_DEPTH:
                     raise TemplateError(
-                        TOO_DEEP, _line_offset(source, lineno), "split it into simpler parts"
+                        TOO_DEEP, line_offset(source, lineno), "split it into simpler parts"
                     )
         except jinja2.TemplateSyntaxError:
             return  # the parser reports it, with its place
@@ -243,8 +243,9 @@ def _lower_first(message: str) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _line_offset(source: str, lineno: int) -> int:
-    """Offset of the first character of 1-based line `lineno`."""
+def line_offset(source: str, lineno: int) -> int:
+    """Offset of the first character of 1-based line `lineno`: Jinja's errors and nodes
+    know no more than the line."""
     offset = 0
     for _ in range(max(lineno, 1) - 1):
         found = source.find("\n", offset)

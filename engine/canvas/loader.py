@@ -16,9 +16,8 @@ from pathlib import Path
 
 from ..errors import SourceSnippet, SpecError, TemplateError, did_you_mean
 from ..js_patterns import full_match
-from ..loader.files import bot_files, duplicate_keys, read_limited, yaml_error
+from ..loader.files import bot_files, parse_marked, read_limited, yaml_error
 from ..loader.locate import loc_text, offset_position, position
-from ..loader.traps import syntax_hint
 from ..loader.validation import validate_as
 from ..loader.yaml_marks import Loc, MarkedDocument, YamlSyntaxError, parse
 from ..spec.canvas import CanvasApp, Input, LongTextInput, NumberInput, TextInput
@@ -114,12 +113,9 @@ def load_canvas_text(
 
     `bot_names`: the local bots, lower case; None skips the check of the message's bot.
     """
-    try:
-        document = parse(text)
-    except YamlSyntaxError as exc:
-        trap = syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
-        return None, [yaml_error(exc, file, trap)]
-    problems = duplicate_keys(document, file)
+    document, problems = parse_marked(text, file)
+    if document is None:
+        return None, problems
     spec, invalid = validate_as(CanvasApp, "a canvas app file", document, file)
     problems += invalid
     checks = _Checks(document, file)

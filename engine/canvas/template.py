@@ -25,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError
 from ..template_tokens import read_offset, tokens
-from ..templates import TemplateCompiler
+from ..templates import TemplateCompiler, line_offset
 
 Program = list[Any]
 
@@ -137,7 +137,7 @@ class _Compiler:
         raise AssertionError
 
     def _refuse(self, node: nodes.Node, message: str) -> None:
-        raise TemplateError(message, _line_offset(self.source, node.lineno))
+        raise TemplateError(message, line_offset(self.source, node.lineno))
 
 
 def _simple_comparison(node: nodes.Compare) -> bool:
@@ -156,14 +156,3 @@ _TAGS: dict[type[nodes.Node], str] = {nodes.For: "for", nodes.Assign: "set", nod
 
 def _tag(node: nodes.Node) -> str:
     return _TAGS.get(type(node), type(node).__name__.lower())
-
-
-def _line_offset(source: str, lineno: int) -> int:
-    """Offset of the first character of 1-based line `lineno`: Jinja's nodes know no more."""
-    offset = 0
-    for _ in range(max(lineno, 1) - 1):
-        found = source.find("\n", offset)
-        if found == -1:
-            break
-        offset = found + 1
-    return offset

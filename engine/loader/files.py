@@ -45,12 +45,9 @@ def load_text(
     `env` resolves `${VAR}` references (default: the process environment).
     """
     environ = os.environ if env is None else env
-    try:
-        document = parse(text)
-    except YamlSyntaxError as exc:
-        trap = syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
-        return None, [yaml_error(exc, file, trap)]
-    problems = duplicate_keys(document, file)
+    document, problems = parse_marked(text, file)
+    if document is None:
+        return None, problems
     spec, invalid = validate(document, file)
     problems += invalid
     if spec is None:
@@ -105,6 +102,17 @@ def duplicate_name(bot: CompiledBot, first_file: str) -> SpecError:
         "name",
         hint="each bot needs its own name; it is the URL path",
     )
+
+
+def parse_marked(text: str, file: str) -> tuple[MarkedDocument | None, list[SpecError]]:
+    """A bot or canvas file's YAML with its marks, and its duplicate keys as problems; or
+    None and the located syntax error, with the YAML trap that explains it."""
+    try:
+        document = parse(text)
+    except YamlSyntaxError as exc:
+        trap = syntax_hint(text.splitlines(), exc.line, exc.column, exc.message)
+        return None, [yaml_error(exc, file, trap)]
+    return document, duplicate_keys(document, file)
 
 
 def yaml_error(exc: YamlSyntaxError, file: str, trap: str | None = None) -> SpecError:
