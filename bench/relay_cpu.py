@@ -108,6 +108,13 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"format": args.format, "us_per_chunk": round(best, 1)}))
 
 
+def _ignore_start(
+    status: str, headers: list[tuple[str, str]], *_: Any
+) -> Callable[[bytes], object]:
+    """WSGI's start_response, for an answer read only from its body."""
+    return lambda _data: None
+
+
 def _checkout(rev: str) -> Path:
     """The tree at `rev`, extracted beside the work tree's bench (no git state changes)."""
     folder = Path(tempfile.mkdtemp(prefix="relay-cpu-base-"))
@@ -216,10 +223,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _ignore_start(
-    status: str, headers: list[tuple[str, str]], *_: Any
-) -> Callable[[bytes], object]:
-    """WSGI's start_response, for an answer read only from its body."""
-    return lambda _data: None
