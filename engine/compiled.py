@@ -49,6 +49,12 @@ class CompiledModel:
     def total_timeout(self) -> float:
         return 600.0 if isinstance(self.spec, ScriptedModel) else self.spec.timeout.total
 
+    @property
+    def opens_at_once(self) -> bool:
+        """Whether its answer starts without waiting on a network (a scripted model's), so
+        the relay can open it in the answer's own thread, without a producer."""
+        return isinstance(self.spec, ScriptedModel)
+
 
 Chain = tuple[CompiledModel, ...]
 

@@ -6,7 +6,8 @@ is silent (a model may take seconds to answer), enforce a total deadline, and cl
 upstream call the moment the Poe client goes away. A stream the providers read from the
 response body themselves (`pollable`, engine/providers/wire.py) is then read by the caller,
 one socket read at a time with the time left to the next tick: a chunk costs no handover.
-Any other stream (scripted replies, the SDKs' fallbacks) stays in its thread, chunk by chunk.
+Any other stream (the SDKs' fallbacks) stays in its thread, chunk by chunk. A model whose
+answer opens without a network (`opens_at_once`: scripted replies) needs no thread at all.
 """
 
 from __future__ import annotations
@@ -156,15 +157,24 @@ def _attempt(
     timing: RelayTiming,
     chain_deadline: float = math.inf,
 ) -> Iterator[Chunk | Tick]:
+    started = time.monotonic()
+    deadline = min(started + model.total_timeout, chain_deadline)
+    opened: ChunkStream | None = None
+    if model.opens_at_once:
+        opened = _open_here(model, call, opener)
+        if getattr(opened, "pollable", False):
+            try:
+                yield from _polled(opened, timing, deadline, model, started, chain_deadline)
+            finally:
+                opened.close()
+            return
     handover: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     holder: list[ChunkStream] = []
     producer = threading.Thread(
-        target=_produce, args=(model, call, opener, handover, stop, holder), daemon=True
+        target=_produce, args=(model, call, opener, handover, stop, holder, opened), daemon=True
     )
     producer.start()
-    started = time.monotonic()
-    deadline = min(started + model.total_timeout, chain_deadline)
     try:
         while True:
             left = deadline - time.monotonic()
@@ -244,6 +254,16 @@ def _timeout_detail(model: CompiledModel, started: float, chain_deadline: float)
     return f"{model.label} stopped: the answer's time budget ran out (Poe allows 600 s)"
 
 
+def _open_here(model: CompiledModel, call: ModelCall, opener: Opener) -> ChunkStream:
+    """The model's stream opened in this thread, failures mapped as `_produce` maps them."""
+    try:
+        return opener(model, call)
+    except (ProviderError, *LOCAL_BUGS):
+        raise
+    except Exception as exc:  # an SDK surprise: retryable, logged
+        raise ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True) from exc
+
+
 def _produce(
     model: CompiledModel,
     call: ModelCall,
@@ -251,9 +271,10 @@ def _produce(
     handover: queue.Queue[Any],
     stop: threading.Event,
     holder: list[ChunkStream],
+    opened: ChunkStream | None = None,
 ) -> None:
     try:
-        stream = opener(model, call)
+        stream = opener(model, call) if opened is None else opened
         holder.append(stream)
         if stop.is_set():
             stream.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -20,30 +19,51 @@ class ScriptedStream:
     sends every part whose time has come, as one chunk, instead of sending one and
     pushing the rest later and later (with 5,000 streams at once on two workers, each
     reply took 8-15 s instead of 1, bench/first_byte.py).
+
+    `pollable`: the relay reads it itself, in the answer's own thread or greenlet (as it
+    reads a real model's response body), so a part costs one sleep. Read from a thread
+    of its own and handed over, each part cost a timed wait on each side, and the
+    greenlets' switches: about a fifth of a server's CPU in that benchmark.
     """
+
+    pollable = True
 
     def __init__(self, reply: str, delay: float, chunking: str) -> None:
         self._parts = split(reply, chunking)
         self._delay = delay
-        self._closed = threading.Event()
+        self._index = 0
+        self._start: float | None = None
+        self._closed = False
+
+    def poll(self, timeout: float | None) -> list[Chunk] | None:
+        """The parts due now, as one chunk, after sleeping until the next is due; None at
+        the end. Raises TimeoutError, having slept `timeout`, if the next part is due
+        later than that (the relay sends a keep-alive and polls again)."""
+        parts, index = self._parts, self._index
+        if self._closed or index >= len(parts):
+            return None
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + index * self._delay - time.monotonic()
+        if wait > 0:
+            if timeout is not None and timeout < wait:
+                time.sleep(timeout)
+                raise TimeoutError
+            time.sleep(wait)
+            if self._closed:
+                return None
+        due = int((time.monotonic() - self._start) / self._delay) + 1 if self._delay else index + 1
+        end = min(len(parts), max(index + 1, due))
+        self._index = end
+        return [Chunk(parts[index] if end == index + 1 else "".join(parts[index:end]))]
 
     def __iter__(self) -> Iterator[Chunk]:
-        parts, delay = self._parts, self._delay
-        start = time.monotonic()
-        index = 0
-        while index < len(parts):
-            wait = start + index * delay - time.monotonic()
-            if wait > 0 and self._closed.wait(wait):
-                return
-            if self._closed.is_set():
-                return
-            due = int((time.monotonic() - start) / delay) + 1 if delay else index + 1
-            end = min(len(parts), max(index + 1, due))
-            yield Chunk(parts[index] if end == index + 1 else "".join(parts[index:end]))
-            index = end
+        while (chunks := self.poll(None)) is not None:
+            yield from chunks
 
     def close(self) -> None:
-        self._closed.set()
+        """Stop at the next part (the relay closes it from the thread that polls it)."""
+        self._closed = True
 
 
 def split(text: str, chunking: str) -> Sequence[str]:
