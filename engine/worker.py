@@ -44,6 +44,7 @@ the worker exits before the arbiter would kill it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import socket
 import time
@@ -61,6 +62,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from .protocol.guard import ServerStopping
 from .settings import Settings
+from .web.cooperative import arrived
 
 __all__ = ["FairGeventWorker"]
 
@@ -108,23 +110,32 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
 
 
 class _Connection:
-    """A client socket that times how long each request takes to arrive.
+    """A client socket that times how long each request takes to arrive, sends a response's
+    headers with its first bytes, and counts requests still waiting for their first bytes.
 
-    gunicorn and the app use it as the socket itself (everything but `recv` is the socket's
-    own). `deadline` is when the request being read must be complete; None while the
-    connection is idle, between an answer and the first byte of the next request.
+    gunicorn and the app use it as the socket itself (everything but `recv` and `sendall`
+    is the socket's own). `deadline` is when the request being read must be complete; None
+    while the connection is idle, between an answer and the first byte of the next request.
+    `arriving`: a request's bytes came in and no answer's bytes have left yet; answers
+    under way make way for these (engine/web/cooperative.py).
     """
 
-    def __init__(self, sock: Any, read_timeout: float) -> None:
+    def __init__(self, sock: Any, read_timeout: float, keepalive: float) -> None:
         self.sock = sock
         self.read_timeout = read_timeout
+        self.keepalive = keepalive
         self.greenlet = gevent.getcurrent()
         self.deadline: float | None = time.monotonic() + read_timeout
         self.answering = False
         self.request: Any = None
         # The calls made for every answer, bound once instead of through __getattr__.
-        self.sendall = sock.sendall
         self.send = sock.send
+        self.sendall = self._sendall
+        # The real socket's calls, which never wait: `send` may send part, `recv` raises
+        # BlockingIOError when nothing is there.
+        self._send_now, self._recv_now = sock._sock.send, sock._sock.recv
+        self._held = b""
+        self.arriving = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
@@ -138,9 +149,90 @@ class _Connection:
         self.answering, self.request = True, request
         if self.deadline is None:  # a pipelined request, read from gunicorn's buffer
             self.deadline = time.monotonic() + self.read_timeout
+        self._arrive()
+        self.sendall = self._hold  # gunicorn's first write of a response: its headers
 
     def end_request(self) -> None:
         self.answering, self.request, self.deadline = False, None, None
+        held, self._held = self._held, b""
+        self.sendall = self._sendall
+        self.first_bytes_sent()
+        if held:  # a response that wrote nothing after its headers
+            # The client left if this fails; reading its next request ends the connection.
+            with contextlib.suppress(OSError):
+                self._sendall(held)
+
+    def _sendall(self, data: bytes) -> None:
+        """gevent's `sendall`, after one plain `send` that usually takes it all.
+
+        gevent's own asks the kernel for the socket's buffer size on every call and
+        sends through a memoryview in Python: about 5 µs per write, and an answer
+        writes once per model chunk. A client that reads slowly fills its buffer; then
+        the rest goes through gevent's, which waits for room (and gives up after the
+        socket's timeout, as before).
+        """
+        try:
+            sent = self._send_now(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self.sock.sendall(memoryview(data)[sent:])
+
+    def _hold(self, data: bytes) -> None:
+        """gunicorn writes a response's headers alone, then each piece of its body: held
+        here, the headers leave with the first piece, one send instead of two (a model's
+        answer: `meta` arrives with its headers)."""
+        self._held = data
+        self.sendall = self._send_with_held
+
+    def _send_with_held(self, data: bytes) -> None:
+        held, self._held = self._held, b""
+        self.sendall = self._sendall
+        self.first_bytes_sent()  # before the send, which waits if the client reads nothing
+        self._sendall(held + data)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """gunicorn sends a file's bytes straight from the file (static files): the held
+        headers go first."""
+        if self._held:
+            self._send_with_held(b"")
+        sent: int = self.sock.sendfile(file, offset, count)
+        return sent
+
+    def _read(self, size: int, timeout: float) -> bytes:
+        """What the socket has, or what comes within `timeout` seconds (TimeoutError).
+
+        A request that has to wait for more of its bytes does not count as arriving
+        meanwhile (engine/web/cooperative.py): a client that sends half a request holds
+        no other answer up.
+        """
+        try:
+            ready: bytes = self._recv_now(size)  # usually there already: no timer, no switch
+            return ready
+        except BlockingIOError:
+            pass
+        waiting = self.arriving
+        if waiting:
+            arrived(-1)
+        self.sock.settimeout(timeout)
+        try:
+            data: bytes = self.sock.recv(size)
+            return data
+        finally:
+            self.sock.settimeout(None)
+            if waiting and self.arriving:
+                arrived(1)
+
+    def _arrive(self) -> None:
+        if not self.arriving:
+            self.arriving = True
+            arrived(1)
+
+    def first_bytes_sent(self) -> None:
+        """The answer's first bytes left (or the request or connection ended without)."""
+        if self.arriving:
+            self.arriving = False
+            arrived(-1)
 
     def recv(self, size: int) -> bytes:
         try:
@@ -151,19 +243,25 @@ class _Connection:
             return b""  # between requests, or in headers: gunicorn closes quietly on EOF
 
     def _recv(self, size: int) -> bytes:
-        if self.deadline is None:  # idle: gunicorn's keepalive bounds the wait
-            data: bytes = self.sock.recv(size)
+        if self.deadline is None:  # idle: the next request may wait `keepalive` seconds
+            try:
+                data = self._read(size, self.keepalive)
+            except TimeoutError:
+                return b""  # gunicorn closes an idle connection quietly on EOF
             self.deadline = time.monotonic() + self.read_timeout  # a next request began
+            if data:
+                self._arrive()
             return data
         left = self.deadline - time.monotonic()
         if left > 0:
-            self.sock.settimeout(left)
             try:
-                return self.sock.recv(size)  # type: ignore[no-any-return]
+                data = self._read(size, left)
             except TimeoutError:
                 pass
-            finally:
-                self.sock.settimeout(None)
+            else:
+                if data:
+                    self._arrive()
+                return data
         if not self.answering:
             return b""  # late headers: gunicorn takes the client for gone and closes
         self.request.must_close = True  # where the next request would start is unknown
@@ -191,8 +289,11 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
     """The stock gevent worker, yielding between keep-alive requests, bounding the time to
     read a request, and ending open answers properly on shutdown."""
 
+    cfg: Any  # gunicorn's Config, then read through _SettledConfig
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.cfg = _SettledConfig(self.cfg)
         # engine.server.Server hands over its Settings; under gunicorn's own command line,
         # they come from the environment as usual.
         settings = getattr(self.app, "settings", None) or Settings()
@@ -222,7 +323,9 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
         for sock in self.sockets:
             sock.setblocking(1)
             pool = Pool(self.worker_connections)
-            server = server_class(sock, handle=partial(self.handle, sock), spawn=pool, **ssl_args)
+            listener = _Listener(sock)
+            handle = partial(self.handle, listener)
+            server = server_class(sock, handle=handle, spawn=pool, **ssl_args)
             if self.cfg.workers > 1:
                 server.max_accept = 1  # _OwnSocketServer ignores it
             server.start()
@@ -235,12 +338,19 @@ class FairGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no
             gevent.sleep(0.1)
         self._stop(servers)
 
+    def timeout_ctx(self) -> contextlib.AbstractContextManager[None]:
+        """gunicorn bounds each request's reading with a gevent.Timeout of `keepalive`
+        seconds (one made, started and cancelled per request); `_Connection` bounds its
+        reads itself: `keepalive` while idle, REQUEST_READ_TIMEOUT once a request began."""
+        return contextlib.nullcontext()
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        connection = _Connection(client, self.read_timeout)
+        connection = _Connection(client, self.read_timeout, float(self.cfg.keepalive))
         self.connections.add(connection)
         try:
             super().handle(listener, connection, addr)
         finally:
+            connection.first_bytes_sent()
             self.connections.discard(connection)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
@@ -319,6 +429,43 @@ def _tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+class _Listener:
+    """A listening socket as gunicorn's `handle` uses it: its address read once, not
+    asked of the kernel through gevent's wrapper for every connection."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.name = sock.getsockname()
+
+    def getsockname(self) -> Any:
+        return self.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class _SettledConfig:
+    """gunicorn's configuration as the worker reads it: each setting a plain attribute.
+
+    gunicorn reads its settings through `Config.__getattr__` (a lookup and a method call
+    each), 27 times per request; the values never change in a worker once it runs. What
+    is not a plain setting (properties such as `is_ssl`, or `worker_class`, which turns
+    the setting's text into a class; methods) is the real object's.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        computed = type(cfg)
+        self.__dict__.update(
+            (name, setting.get())
+            for name, setting in cfg.settings.items()
+            if not hasattr(computed, name)
+        )
+        self._config = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
 
 
 def _handle_and_close(handle: Any, close: Any, args: tuple[Any, ...]) -> None:

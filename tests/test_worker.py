@@ -20,12 +20,15 @@ from gunicorn.workers import ggevent
 
 import engine.worker
 from engine.protocol.guard import ServerStopping
+from engine.web import cooperative
 from engine.worker import (
     ACCEPT_BATCH,
     FairGeventWorker,
     _Connection,
     _ending_margin,
+    _Listener,
     _OwnSocketServer,
+    _SettledConfig,
 )
 
 
@@ -189,7 +192,7 @@ def pair() -> Iterator[tuple[Any, Any]]:
 
 def test_a_request_that_arrives_in_time_is_read(pair: tuple[Any, Any]) -> None:
     server, client = pair
-    connection = _Connection(server, read_timeout=5)
+    connection = _Connection(server, read_timeout=5, keepalive=60)
     client.sendall(b"GET / HTTP/1.1\r\n")
     assert connection.recv(100) == b"GET / HTTP/1.1\r\n"
     assert server.gettimeout() is None  # gunicorn's blocking socket, as it was
@@ -197,7 +200,7 @@ def test_a_request_that_arrives_in_time_is_read(pair: tuple[Any, Any]) -> None:
 
 def test_late_headers_read_as_the_end_of_the_connection(pair: tuple[Any, Any]) -> None:
     server, client = pair
-    connection = _Connection(server, read_timeout=0.2)
+    connection = _Connection(server, read_timeout=0.2, keepalive=60)
     client.sendall(b"GET / HT")
     assert connection.recv(100) == b"GET / HT"
     assert connection.recv(100) == b""  # gunicorn closes quietly, as for a client gone
@@ -208,7 +211,7 @@ def test_a_late_body_raises_a_timeout_and_marks_the_request_final(
     pair: tuple[Any, Any],
 ) -> None:
     server, client = pair
-    connection = _Connection(server, read_timeout=0.2)
+    connection = _Connection(server, read_timeout=0.2, keepalive=60)
     request = _Request()
     connection.begin_request(request)
     client.sendall(b'{"vers')
@@ -220,7 +223,7 @@ def test_a_late_body_raises_a_timeout_and_marks_the_request_final(
 
 def test_the_wait_for_a_next_request_is_not_counted(pair: tuple[Any, Any]) -> None:
     server, client = pair
-    connection = _Connection(server, read_timeout=0.2)
+    connection = _Connection(server, read_timeout=0.2, keepalive=60)
     connection.begin_request(_Request())
     connection.end_request()
     assert connection.idle
@@ -234,7 +237,7 @@ def test_hanging_up_wakes_a_reader_with_the_end_of_the_connection(
     pair: tuple[Any, Any],
 ) -> None:
     server, _ = pair
-    connection = _Connection(server, read_timeout=5)
+    connection = _Connection(server, read_timeout=5, keepalive=60)
     connection.end_request()
     gevent.spawn_later(0.1, connection.hang_up)
     assert connection.recv(100) == b""
@@ -242,6 +245,152 @@ def test_hanging_up_wakes_a_reader_with_the_end_of_the_connection(
 
 def test_hanging_up_a_closed_connection_is_harmless(pair: tuple[Any, Any]) -> None:
     server, _ = pair
-    connection = _Connection(server, read_timeout=5)
+    connection = _Connection(server, read_timeout=5, keepalive=60)
     server.close()
     connection.hang_up()
+
+
+# ------------------------------------------------------------------ writing, counting
+
+
+def _readable(sock: Any) -> bytes:
+    """What the client's side holds now, without waiting."""
+    try:
+        return bytes(sock._sock.recv(1 << 20))
+    except BlockingIOError:
+        return b""
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+
+
+def test_a_response_s_headers_leave_with_its_first_bytes(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    connection.begin_request(_Request())
+    connection.sendall(HEAD)  # gunicorn's send_headers
+    assert _readable(client) == b""  # held
+    connection.sendall(b"event: meta\r\n\r\n")
+    assert _readable(client) == HEAD + b"event: meta\r\n\r\n"  # one send
+    connection.sendall(b"event: text\r\n\r\n")
+    assert _readable(client) == b"event: text\r\n\r\n"  # later pieces go at once
+    connection.end_request()
+    assert _readable(client) == b""
+
+
+def test_headers_without_a_body_are_sent_when_the_request_ends(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    connection.begin_request(_Request())
+    connection.sendall(HEAD)
+    connection.end_request()
+    assert _readable(client) == HEAD
+    connection.begin_request(_Request())  # the next request on the connection: held again
+    connection.sendall(HEAD)
+    assert _readable(client) == b""
+
+
+def test_a_write_larger_than_the_socket_takes_waits_for_the_reader(
+    pair: tuple[Any, Any],
+) -> None:
+    server, client = pair
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    data = bytes(range(256)) * 40_000  # 10 MB: far more than the kernel's buffers
+    received = bytearray()
+
+    def read_slowly() -> None:
+        while len(received) < len(data):
+            gevent.sleep(0.001)
+            received.extend(client.recv(1 << 16))
+
+    reader = gevent.spawn(read_slowly)
+    connection.sendall(data)
+    reader.join(timeout=10)
+    assert bytes(received) == data
+
+
+def test_an_idle_connection_ends_after_its_keepalive(pair: tuple[Any, Any]) -> None:
+    server, _ = pair
+    connection = _Connection(server, read_timeout=5, keepalive=0.2)
+    connection.begin_request(_Request())
+    connection.end_request()
+    with gevent.Timeout(2):
+        assert connection.recv(100) == b""  # gunicorn closes quietly, as at EOF
+    assert server.gettimeout() is None
+
+
+def test_a_request_counts_as_arriving_only_while_it_can_run(pair: tuple[Any, Any]) -> None:
+    """From its bytes coming in to its answer's first bytes, but not while it waits for the
+    rest of itself: half a request holds no answer up (engine/web/cooperative.py)."""
+    server, client = pair
+    before = cooperative._arriving
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    assert cooperative._arriving == before  # a connection that sent nothing
+    client.sendall(b"POST /bot HTTP/1.1\r\n")
+    assert connection.recv(100) == b"POST /bot HTTP/1.1\r\n"
+    assert cooperative._arriving == before + 1
+    seen: list[int] = []
+    reading = gevent.spawn(connection.recv, 100)
+    gevent.sleep(0.05)
+    seen.append(cooperative._arriving)  # waiting for the rest
+    client.sendall(b"Host: x\r\n\r\n")
+    assert reading.get(timeout=2) == b"Host: x\r\n\r\n"
+    assert seen == [before]
+    assert cooperative._arriving == before + 1
+    connection.begin_request(_Request())
+    connection.sendall(HEAD)
+    connection.sendall(b"event: meta\r\n\r\n")  # the first bytes
+    assert cooperative._arriving == before
+    connection.end_request()
+    assert cooperative._arriving == before
+
+
+def test_a_request_that_gets_no_answer_stops_counting_when_it_ends(
+    pair: tuple[Any, Any],
+) -> None:
+    server, client = pair
+    before = cooperative._arriving
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    client.sendall(b"GARBAGE\r\n\r\n")
+    connection.recv(100)
+    assert cooperative._arriving == before + 1
+    connection.first_bytes_sent()  # what the worker does as the connection ends
+    connection.first_bytes_sent()
+    assert cooperative._arriving == before
+
+
+def test_its_configuration_is_gunicorn_s_read_once() -> None:
+    from gunicorn.config import Config
+
+    config = Config()
+    config.set("keepalive", 75)
+    config.set("worker_class", "engine.worker.FairGeventWorker")
+    settled = _SettledConfig(config)
+    for name in config.settings:
+        if name != "worker_class":
+            assert getattr(settled, name) == getattr(config, name), name
+    assert settled.keepalive == 75
+    assert settled.worker_class is FairGeventWorker  # a property: the real object's
+    assert settled.is_ssl == config.is_ssl
+
+
+def test_a_listener_s_address_is_read_once(listener: socket.socket) -> None:
+    wrapped = _Listener(listener)
+    assert wrapped.getsockname() == listener.getsockname()
+    assert wrapped.fileno() == listener.fileno()  # anything else is the socket's own
+
+
+def test_held_headers_go_before_a_file_sent_from_the_file(
+    pair: tuple[Any, Any], tmp_path: Any
+) -> None:
+    """Static files leave through sendfile, straight from the file: headers first."""
+    server, client = pair
+    page = tmp_path / "page.html"
+    page.write_bytes(b"<html>hello</html>")
+    connection = _Connection(server, read_timeout=5, keepalive=60)
+    connection.begin_request(_Request())
+    connection.sendall(HEAD)
+    with page.open("rb") as file:
+        assert connection.sendfile(file, 0, 18) == 18
+    connection.end_request()
+    assert _readable(client) == HEAD + b"<html>hello</html>"

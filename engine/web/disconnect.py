@@ -6,8 +6,8 @@ nothing at all in JSON mode, where the whole answer is gathered before the respo
 starts. Meanwhile the model kept generating, and the suggestions after it were asked for,
 for nobody.
 
-So while an answer waits for a model (the runtime marks that with `flush` on `meta`), a
-greenlet waits for the client's socket to become readable. A client waiting for its
+So while an answer waits for a model (the runtime marks that with `flush` on `meta`), the
+event loop watches the client's socket for it to become readable. A client waiting for its
 answer sends nothing more, so readable with nothing to read (EOF) or a reset means it is
 gone: the answer is interrupted where it waits, and the relay's `finally` closes the model
 call. Readable with data is a pipelined request: the client is there, and watching stops.
@@ -15,7 +15,7 @@ call. Readable with data is a pipelined request: the client is there, and watchi
 clients, Poe's included, do not.)
 
 This needs gunicorn's gevent worker, the production server: its environ carries the
-connection's socket, and a waiting greenlet costs nothing. Elsewhere (Flask's test client,
+connection's socket, and a watch costs one read watcher. Elsewhere (Flask's test client,
 a threaded server) the events pass through untouched, and a disconnect is noticed at the
 next write, as before. A rule-based answer never waits, so it is never watched.
 """
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..iterators import close_iterator
 from ..protocol.events import Event, Meta
+from .cooperative import under_gevent
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -44,13 +44,6 @@ class ClientGone(BaseException):
     (their `finally` blocks stop the bot and close the model call) instead of turning it
     into an error event that nobody would read.
     """
-
-
-def under_gevent() -> bool:
-    """Whether this process serves with gevent's cooperative sockets (gunicorn's gevent
-    worker, the production server), not under a server of threads."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and bool(monkey.is_module_patched("socket"))
 
 
 def until_gone(events: Iterator[Event], environ: WSGIEnvironment, bot_name: str) -> Iterator[Event]:
@@ -81,7 +74,12 @@ def _watched(events: Iterator[Event], client: int, bot_name: str) -> Iterator[Ev
 
 
 class Watch:
-    """One client connection (its file descriptor) watched for EOF by a greenlet."""
+    """One client connection (its file descriptor) watched for EOF by the event loop.
+
+    A read watcher whose callback runs in the loop itself: no greenlet per answer (one
+    was spawned, started and switched to for every model answer, about a tenth of a
+    burst's server CPU, bench/first_byte.py).
+    """
 
     def __init__(self, client: int) -> None:
         import gevent
@@ -90,8 +88,9 @@ class Watch:
         self._waiting = False  # the answer's greenlet is inside `next(events)`
         self._answer = gevent.getcurrent()
         self._client = client
-        self._hub = gevent.get_hub()
-        self._watcher = gevent.spawn(self._watch)
+        self._loop = gevent.get_hub().loop
+        self._watcher = self._loop.io(client, 1)  # 1: readable
+        self._watcher.start(self._readable)
 
     def next(self, events: Iterator[Event]) -> Event | None:
         """The next event; raises ClientGone if the client leaves meanwhile."""
@@ -102,24 +101,20 @@ class Watch:
             self._waiting = False
 
     def stop(self) -> None:
-        self._watcher.kill(block=False)
+        self._watcher.stop()
+        self._watcher.close()
 
-    def _watch(self) -> None:
-        from gevent.socket import wait_read
-
-        pending: bytes | None = None
-        while pending is None:
-            try:
-                wait_read(self._client)
-            except OSError:  # the server closed the connection: nothing to watch
-                return
-            pending = _peek(self._client)
+    def _readable(self) -> None:
+        pending = _peek(self._client)
+        if pending is None:
+            return  # nothing there after all: keep watching
+        self.stop()
         if pending:
             return  # a pipelined request: the client is still there
         self.gone = True
-        # Interrupt from the event loop, as gevent's own `kill` does, and only while the
-        # answer waits: anywhere else (writing the response) it would break the server.
-        self._hub.loop.run_callback(self._interrupt)
+        # Interrupt from the loop's callbacks, as gevent's own `kill` does, and only while
+        # the answer waits: anywhere else (writing the response) it would break the server.
+        self._loop.run_callback(self._interrupt)
 
     def _interrupt(self) -> None:
         if self._waiting:

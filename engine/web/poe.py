@@ -28,7 +28,8 @@ from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_qu
 from ..providers.relay import RelayTiming
 from ..runtime import run
 from ..runtime.scope import FlowTrace
-from .disconnect import under_gevent, until_gone
+from .cooperative import make_way, make_way_for_arrivals, under_gevent
+from .disconnect import until_gone
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -449,16 +450,26 @@ def encoded(events: Iterator[Event], served: Served | None = None) -> Iterator[b
     Events are gathered until the runtime marks one `flush` (it is about to wait for a
     model) or sends a keep-alive: a rule-based answer leaves in one write, a model's
     chunks each leave the moment they arrive. `served` is logged when the stream ends.
+
+    Once the first bytes of an answer that waits are written, the answer makes way
+    (`make_way`) before it calls its model, and its later chunks make way for connections
+    still waiting for theirs: new requests get their first bytes first.
     """
     pending: list[bytes] = []
+    first = True
     try:
         for event in events:
             pending.append(sse.encode(event))
             if getattr(event, "flush", False) or isinstance(event, KeepAlive):
                 if served is not None and not served.first_byte:
                     served.first_byte = time.perf_counter()
+                if not first:
+                    make_way_for_arrivals()
                 yield b"".join(pending)
                 pending.clear()
+                if first:
+                    first = False
+                    make_way()
         if pending:
             if served is not None and not served.first_byte:
                 served.first_byte = time.perf_counter()
