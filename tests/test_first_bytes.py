@@ -69,6 +69,23 @@ def test_an_answer_waits_until_the_requests_arriving_have_their_first_bytes(
     assert order == ["a first bytes", "b first bytes", "chunk written"]
 
 
+def test_waiting_answers_go_on_in_the_order_they_came(arrivals: None) -> None:
+    order: list[int] = []
+    cooperative.arrived(1)
+
+    def chunk(number: int) -> None:
+        cooperative.make_way_for_arrivals()
+        order.append(number)
+
+    waiting = [gevent.spawn(chunk, number) for number in range(5)]
+    gevent.sleep(0.02)
+    assert order == [] and len(cooperative._waiting) == 5
+    cooperative.arrived(-1)
+    gevent.joinall(waiting, timeout=1)
+    assert order == [0, 1, 2, 3, 4]
+    assert not cooperative._waiting
+
+
 def test_an_answer_waits_for_arrivals_only_so_long(
     arrivals: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,6 +95,7 @@ def test_an_answer_waits_for_arrivals_only_so_long(
     started = time.monotonic()
     cooperative.make_way_for_arrivals()
     assert 0.08 < time.monotonic() - started < 0.5
+    assert not cooperative._waiting  # it left the queue
 
 
 # ------------------------------------------------------------------ the answer's writes

@@ -24,18 +24,16 @@ from typing import Any
 WAIT_LIMIT = 0.5
 
 _arriving = 0  # requests with bytes in and no answer yet, not waiting (engine/worker.py)
-_settled: Any = None  # a gevent Event, set while `_arriving` is 0 (made at the first wait)
+# The gevent Waiters of the answers waiting for `_arriving` to be 0, in the order they came.
+_waiting: dict[Any, None] = {}
 
 
 def arrived(count: int) -> None:
     """The worker's count of requests arriving changed by `count` (1 or -1)."""
     global _arriving
     _arriving += count
-    if _settled is not None:
-        if _arriving == 0:
-            _settled.set()
-        elif _arriving == count:  # from 0 to 1
-            _settled.clear()
+    if _arriving == 0 and _waiting:
+        _resume_waiting()
 
 
 def under_gevent() -> bool:
@@ -71,15 +69,30 @@ def make_way_for_arrivals() -> None:
     Without arrivals, this is one comparison.
     """
     if _arriving > 0:
-        _settled_event().wait(WAIT_LIMIT)
+        _wait_for_arrivals()
 
 
-def _settled_event() -> Any:
-    global _settled
-    if _settled is None:
-        from gevent.event import Event
+def _wait_for_arrivals() -> None:
+    from gevent.hub import Waiter, get_hub
 
-        _settled = Event()
-        if _arriving == 0:
-            _settled.set()
-    return _settled
+    waiter = Waiter()
+    _waiting[waiter] = None
+    timer = get_hub().loop.timer(WAIT_LIMIT)
+    timer.start(waiter.switch, None)
+    try:
+        waiter.get()
+    finally:
+        timer.close()
+        _waiting.pop(waiter, None)  # still there if the timer woke it
+
+
+def _resume_waiting() -> None:
+    """Each waiting answer resumes from a callback of its own: gevent runs callbacks for
+    at most 5 ms per turn of its loop, so new connections are taken again in between, as
+    they would not be if thousands of answers went on at once."""
+    from gevent.hub import get_hub
+
+    run_callback = get_hub().loop.run_callback
+    for waiter in _waiting:
+        run_callback(waiter.switch, None)
+    _waiting.clear()
