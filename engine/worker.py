@@ -60,9 +60,9 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from .cooperative import arrived
 from .protocol.guard import ServerStopping
 from .settings import Settings
-from .web.cooperative import arrived
 
 __all__ = ["FairGeventWorker"]
 

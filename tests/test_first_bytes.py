@@ -16,6 +16,7 @@ from typing import Any
 import gevent
 import pytest
 
+from engine import cooperative
 from engine.compiled import CompiledModel
 from engine.protocol.events import Done, Event, KeepAlive, Meta, Text
 from engine.providers import relay
@@ -23,7 +24,7 @@ from engine.providers.base import ModelCall, ProviderError
 from engine.providers.relay import RelayTiming, stream_chain
 from engine.providers.scripted import ScriptedStream
 from engine.spec.models import ScriptedModel
-from engine.web import cooperative, poe
+from engine.web import poe
 
 # ------------------------------------------------------------------ waiting for arrivals
 
@@ -229,3 +230,12 @@ def test_the_relay_still_hands_over_streams_that_are_not_pollable() -> None:
 
     streamed = stream_chain([SCRIPTED], lambda model: CALL, lambda m, c: Plain())
     assert [c.text for c in streamed] == ["x ", "y"]  # type: ignore[union-attr]
+
+
+def test_the_producer_is_a_plain_greenlet_under_gevent(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[tuple[str, object]] = []
+    monkeypatch.setattr(relay, "under_gevent", lambda: True)
+    relay._start(lambda value: ran.append((value, gevent.getcurrent())), ("opened",))
+    gevent.sleep(0)
+    ((value, where),) = ran
+    assert value == "opened" and isinstance(where, gevent.Greenlet)

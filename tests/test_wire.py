@@ -6,6 +6,7 @@ reported after the text before them. Bodies come from a real socket pair, nothin
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from engine.providers.wire import (
     OpenAIReader,
     PoeReader,
     Reader,
+    loads,
 )
 
 
@@ -231,3 +233,12 @@ def test_a_whole_answer_gives_its_connection_back_to_the_shared_pool() -> None:
     connection = POOL.take(origin)
     assert connection is not None
     connection.close()
+
+
+def test_stream_json_reads_as_json_does_where_orjson_refuses() -> None:
+    chunk = b'{"choices":[{"delta":{"content":"hi"}}]}'
+    assert loads(chunk) == json.loads(chunk)
+    assert loads(b'"\\ud83d"') == "\ud83d"  # half an emoji, which WholeText joins
+    assert math.isnan(loads(b"NaN"))
+    with pytest.raises(ValueError):
+        loads(b'{"choices": [')

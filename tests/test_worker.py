@@ -19,8 +19,8 @@ from gevent.pool import Pool
 from gunicorn.workers import ggevent
 
 import engine.worker
+from engine import cooperative
 from engine.protocol.guard import ServerStopping
-from engine.web import cooperative
 from engine.worker import (
     ACCEPT_BATCH,
     FairGeventWorker,

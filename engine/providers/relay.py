@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compiled import CompiledModel
+from ..cooperative import under_gevent
 from .base import Chunk, ChunkStream, ModelCall, ProviderError
 
 log = logging.getLogger("engine.providers")
@@ -171,10 +172,7 @@ def _attempt(
     handover: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     holder: list[ChunkStream] = []
-    producer = threading.Thread(
-        target=_produce, args=(model, call, opener, handover, stop, holder, opened), daemon=True
-    )
-    producer.start()
+    _start(_produce, (model, call, opener, handover, stop, holder, opened))
     try:
         while True:
             left = deadline - time.monotonic()
@@ -252,6 +250,21 @@ def _timeout_detail(model: CompiledModel, started: float, chain_deadline: float)
     if started + model.total_timeout <= chain_deadline:
         return f"{model.label} timed out after {model.total_timeout:g} s"
     return f"{model.label} stopped: the answer's time budget ran out (Poe allows 600 s)"
+
+
+def _start(target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """The producer: a greenlet under the gevent worker, a daemon thread elsewhere.
+
+    Under gevent a `threading.Thread` is a greenlet too, behind threading's bookkeeping
+    (its locks and events, and a switch to the new greenlet and back while `start` waits
+    for it to run): about 30 µs per model call, spawned directly.
+    """
+    if under_gevent():
+        import gevent
+
+        gevent.spawn(target, *args)
+    else:
+        threading.Thread(target=target, args=args, daemon=True).start()
 
 
 def _open_here(model: CompiledModel, call: ModelCall, opener: Opener) -> ChunkStream:

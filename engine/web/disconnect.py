@@ -27,9 +27,9 @@ import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..cooperative import under_gevent
 from ..iterators import close_iterator
 from ..protocol.events import Event, Meta
-from .cooperative import under_gevent
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

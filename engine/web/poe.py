@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..compiled import CompiledBot
+from ..cooperative import make_way, make_way_for_arrivals, under_gevent
 from ..iterators import close_iterator
 from ..loader import is_weak
 from ..logs import FIELDS, hold_lines, json_lines, release_lines
@@ -28,7 +29,6 @@ from ..protocol.requests import REPORT_TYPES, RequestError, parse_body, parse_qu
 from ..providers.relay import RelayTiming
 from ..runtime import run
 from ..runtime.scope import FlowTrace
-from .cooperative import make_way, make_way_for_arrivals, under_gevent
 from .disconnect import until_gone
 
 if TYPE_CHECKING:
