@@ -40,6 +40,13 @@ deadline (`_ending_margin`), then `ServerStopping` is raised inside each, which 
 guard turns into a retryable `error` and `done` (closing the model call on the way); a
 connection still open after that, such as a client that stopped reading, is shut down, and
 the worker exits before the arbiter would kill it.
+
+Fifth, first bytes first (engine/cooperative.py): each connection counts, from its request's
+bytes coming in to its answer's first bytes, as arriving; answers already streaming wait
+for those before their next chunk. And the path to those first bytes is short: gunicorn's
+headers leave with the first body bytes in one send, writes skip gevent's `sendall` when
+one `send` takes them, reads skip the timer when the bytes are there, and gunicorn's
+settings are read as plain attributes (bench/first_byte.py, bench/profile_first_byte.py).
 """
 
 from __future__ import annotations
