@@ -63,6 +63,7 @@ import gevent
 from gevent import monkey
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gevent.ssl import SSLSocket
 from gunicorn.sock import ssl_context
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
@@ -124,7 +125,7 @@ class _Connection:
     is the socket's own). `deadline` is when the request being read must be complete; None
     while the connection is idle, between an answer and the first byte of the next request.
     `arriving`: a request's bytes came in and no answer's bytes have left yet; answers
-    under way make way for these (engine/web/cooperative.py).
+    under way make way for these (engine/cooperative.py).
     """
 
     def __init__(self, sock: Any, read_timeout: float, keepalive: float) -> None:
@@ -139,8 +140,12 @@ class _Connection:
         self.send = sock.send
         self.sendall = self._sendall
         # The real socket's calls, which never wait: `send` may send part, `recv` raises
-        # BlockingIOError when nothing is there.
-        self._send_now, self._recv_now = sock._sock.send, sock._sock.recv
+        # BlockingIOError when nothing is there. Over TLS (gunicorn's `certfile`) every
+        # byte goes through the TLS layer: gevent's own calls only.
+        if isinstance(sock, SSLSocket):
+            self._send_now = self._recv_now = _not_now
+        else:
+            self._send_now, self._recv_now = sock._sock.send, sock._sock.recv
         self._held = b""
         self.arriving = False
 
@@ -210,7 +215,7 @@ class _Connection:
         """What the socket has, or what comes within `timeout` seconds (TimeoutError).
 
         A request that has to wait for more of its bytes does not count as arriving
-        meanwhile (engine/web/cooperative.py): a client that sends half a request holds
+        meanwhile (engine/cooperative.py): a client that sends half a request holds
         no other answer up.
         """
         try:
@@ -436,6 +441,10 @@ def _tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def _not_now(*_: Any) -> Any:
+    raise BlockingIOError
 
 
 class _Listener:

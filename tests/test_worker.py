@@ -394,3 +394,37 @@ def test_held_headers_go_before_a_file_sent_from_the_file(
         assert connection.sendfile(file, 0, 18) == 18
     connection.end_request()
     assert _readable(client) == HEAD + b"<html>hello</html>"
+
+
+class _Tls:
+    """A socket that counts as TLS: its own calls only, never the plain socket beneath."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock, self.sent = sock, list[bytes]()
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+        self.sock.sendall(data)
+
+    @property
+    def _sock(self) -> Any:
+        pytest.fail("the plain socket beneath a TLS one was used")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def test_over_tls_every_byte_goes_through_the_socket_s_own_calls(
+    pair: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain-socket shortcuts would write and read past the TLS layer."""
+    monkeypatch.setattr(engine.worker, "SSLSocket", _Tls)
+    server, client = pair
+    tls = _Tls(server)
+    connection = _Connection(tls, read_timeout=5, keepalive=60)
+    connection.begin_request(_Request())
+    connection.sendall(HEAD)
+    connection.sendall(b"event: meta\r\n\r\n")
+    assert tls.sent == [HEAD + b"event: meta\r\n\r\n"]  # its sendall, headers held as ever
+    client.sendall(b"GET / HTTP/1.1\r\n")
+    assert connection.recv(100) == b"GET / HTTP/1.1\r\n"  # through its recv
