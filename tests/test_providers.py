@@ -20,6 +20,7 @@ from engine.providers import open_stream
 from engine.providers.base import ChatMessage, Chunk, ModelCall, ProviderError, Sampling
 from engine.spec.models import AnthropicModel, OpenAIModel, PoeModel
 
+from .conftest import run_python
 from .fake_llm import POE_BOT, FakeLLM, Kind, Reply, chunks, status
 
 
@@ -337,3 +338,26 @@ def test_lone_surrogates_in_the_request_are_sent_as_text(every_api: FakeLLM) -> 
     sent = json.dumps(request.body, ensure_ascii=False)
     assert "Prompt \ufffd" in sent
     assert "pair \U0001f600 and lone \ufffd" in sent
+
+
+PLATFORM_PROBE = """
+import subprocess, sys
+import openai
+from openai._base_client import platform_headers
+from engine.providers import preload
+if sys.argv[1] == "preload":
+    preload(["openai"])
+def refused(*args, **kwargs):
+    raise AssertionError("a subprocess was started")
+subprocess.check_output = refused  # what platform.platform() runs `uname -p` with
+print(platform_headers(openai.__version__, platform=None)["X-Stainless-OS"])
+"""
+
+
+def test_the_sdks_platform_facts_are_read_at_start_up_not_at_the_first_request() -> None:
+    """Under gevent every request starting meanwhile ran its own `uname -p` subprocess."""
+    preloaded = run_python(PLATFORM_PROBE, "preload")
+    assert preloaded.returncode == 0, preloaded.stderr
+    assert preloaded.stdout.strip() == "Linux"  # nothing left to run at the first request
+    cold = run_python(PLATFORM_PROBE, "cold")
+    assert cold.stdout.strip() == "Unknown"  # the SDK's answer when the subprocess failed
