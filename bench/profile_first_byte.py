@@ -27,7 +27,8 @@ import pstats  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-import gevent  # noqa: E402
+from gevent import event, sleep  # noqa: E402
+from gevent import socket as gsocket  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
 from engine import worker as engine_worker  # noqa: E402
@@ -40,7 +41,6 @@ from .serve import ACCESS_KEY, KEY_VAR  # noqa: E402
 from .streams import raise_fd_limit  # noqa: E402
 
 _PlainSocket = monkey.get_original("socket", "socket")
-AF_INET, SOCK_STREAM = 2, 1
 
 
 def build_worker(folder: Any) -> tuple[Any, Any]:
@@ -69,19 +69,19 @@ class _Log:
 
 def one_round(worker: Any, n: int, request: bytes, profiler: cProfile.Profile | None) -> float:
     """CPU seconds per connection from its accept to its first bytes."""
-    listener = gevent.socket.socket(AF_INET, SOCK_STREAM)
+    listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(n + 10)
     port = listener.getsockname()[1]
     clients = []
     for _ in range(n):
-        client = _PlainSocket(AF_INET, SOCK_STREAM)
+        client = _PlainSocket(gsocket.AF_INET, gsocket.SOCK_STREAM)
         client.connect(("127.0.0.1", port))
         client.sendall(request.replace(b"{port}", str(port).encode()))
         clients.append(client)
-    parked = gevent.event.Event()
+    parked = event.Event()
     answered = [0]
-    all_in = gevent.event.Event()
+    all_in = event.Event()
 
     def park() -> None:  # where `make_way` would let the loop run: the first bytes are out
         answered[0] += 1
@@ -91,8 +91,9 @@ def one_round(worker: Any, n: int, request: bytes, profiler: cProfile.Profile | 
 
     make_way = poe.make_way  # type: ignore[attr-defined]
     poe.make_way = park  # type: ignore[attr-defined]
+    named = engine_worker._Listener(listener)  # as FairGeventWorker.run hands it over
     server = engine_worker._OwnSocketServer(
-        listener, handle=lambda c, a: worker.handle(listener, c, a), spawn=Pool(n + 10)
+        listener, handle=lambda c, a: worker.handle(named, c, a), spawn=Pool(n + 10)
     )
     try:
         start = time.process_time()
@@ -109,7 +110,7 @@ def one_round(worker: Any, n: int, request: bytes, profiler: cProfile.Profile | 
         server.close()
         for client in clients:
             client.close()
-        gevent.sleep(0.2)  # the parked answers end (their clients are gone)
+        sleep(0.2)  # the parked answers end (their clients are gone)
     return used / n
 
 
