@@ -36,7 +36,7 @@ from typing import Any
 
 from .llm_streams import session_cpu, wait_idle
 from .loadgen import percentile
-from .procs import HOST, RESULTS, Server, free_port, pinned, start_server, stop_server
+from .procs import HOST, RESULTS, Server, children, free_port, pinned, start_server, stop_server
 from .serve import ACCESS_KEY
 from .streams import raise_fd_limit
 
@@ -224,16 +224,7 @@ def _end(
 
 def worker_pids(server: Server) -> list[int]:
     """The gunicorn workers: the children of the arbiter (`bench.serve` itself)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server.process.pid:
-                found.append(int(entry.name))
-    return sorted(found)
+    return sorted(children(server.process.pid))
 
 
 def rss_kib(pid: int) -> int:

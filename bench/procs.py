@@ -84,6 +84,20 @@ def _answers(port: int, path: str) -> bool:
         connection.close()
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`: gunicorn's workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def stop_server(server: Server, timeout: float = 15.0) -> None:
     """SIGTERM the server's own process group (gunicorn drains), SIGKILL if it lingers."""
     pgid = server.process.pid  # start_new_session: the group is ours alone

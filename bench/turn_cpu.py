@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .procs import Server, free_port, run_json, start_server, stop_server
+from .procs import Server, children, free_port, run_json, start_server, stop_server
 from .run import AUTH, QUERY
 
 TARGETS: dict[str, tuple[list[str], str, str]] = {
@@ -32,20 +32,6 @@ TARGETS: dict[str, tuple[list[str], str, str]] = {
     "json": (["engine", "--observed", "json"], "/faq", "5-7 days"),
     "flask": (["flask"], "/echo", "done"),
 }
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`: gunicorn's workers."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def cpu_seconds(pids: list[int]) -> float:
