@@ -13,8 +13,9 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from engine.providers import transport
 from engine.providers.base import Chunk, ProviderError
-from engine.providers.transport import POOL, Body, Pool, send
+from engine.providers.transport import POOL, Body, Connection, Pool, send
 from engine.providers.wire import (
     AnthropicReader,
     BodyStream,
@@ -233,6 +234,29 @@ def test_a_whole_answer_gives_its_connection_back_to_the_shared_pool() -> None:
     connection = POOL.take(origin)
     assert connection is not None
     connection.close()
+
+
+def test_the_pool_keeps_connections_up_to_its_bound_and_closes_expired_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport, "_MAX_IDLE", 2)
+    pool, origin = Pool(), ("http", "127.0.0.1", 1)
+    pairs = [socket.socketpair() for _ in range(3)]
+    connections = [Connection(ours, origin) for ours, _ in pairs]
+    for _, theirs in pairs:
+        theirs.settimeout(5.0)  # a connection left open fails the test instead of hanging it
+    for connection in connections:
+        pool.give(connection)
+    assert pairs[2][1].recv(1) == b""  # no room for the third: closed, its peer sees the end
+    assert pool.take(origin) is connections[1]  # the most recently used first
+    monkeypatch.setattr(transport, "_IDLE_FOR", 0.0)
+    pool.give(connections[1])
+    assert pairs[0][1].recv(1) == b""  # idle too long: closed when another came back
+    assert pool.take(origin) is None  # and the one given back has expired by now
+    assert pairs[1][1].recv(1) == b""
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()
 
 
 def test_stream_json_reads_as_json_does_where_orjson_refuses() -> None:

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,17 +57,20 @@ class Connection:
         except OSError:
             return False
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+    def close(self, wake: bool = True) -> None:
+        """Close the socket; with `wake`, shut it down first, which wakes a thread blocked
+        reading it (closing alone does not). An idle connection has no reader to wake."""
+        if wake:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
 class Pool:
-    """Kept-alive connections per origin, most recent first."""
+    """Kept-alive connections per origin, most recently used last."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[Origin, list[Connection]] = {}
+        self._idle: dict[Origin, deque[Connection]] = {}
         self._lock = threading.Lock()
         self._ssl = ssl_context
 
@@ -77,17 +81,25 @@ class Pool:
                 connection = idle.pop()
                 if connection.usable():
                     return connection
-                connection.close()
+                connection.close(wake=False)
         return None
 
     def give(self, connection: Connection) -> None:
-        connection.idle_since = time.monotonic()
+        """Keep `connection` for the next request to its origin, and close the connections
+        idle for longer than `_IDLE_FOR` (the oldest, at the front): a burst leaves many
+        that later, quieter traffic never takes, which the server closes meanwhile."""
+        now = connection.idle_since = time.monotonic()
+        closing: list[Connection] = []
         with self._lock:
-            idle = self._idle.setdefault(connection.origin, [])
+            idle = self._idle.setdefault(connection.origin, deque())
+            while idle and now - idle[0].idle_since > _IDLE_FOR:
+                closing.append(idle.popleft())
             if len(idle) < _MAX_IDLE:
                 idle.append(connection)
-                return
-        connection.close()
+            else:
+                closing.append(connection)  # no room
+        for unwanted in closing:
+            unwanted.close(wake=False)
 
     def connect(self, origin: Origin, timeout: float | None) -> Connection:
         scheme, host, port = origin
@@ -116,7 +128,7 @@ class Pool:
             idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
-                connection.close()
+                connection.close(wake=False)
 
 
 # One pool for every client in the process: a connection to an origin serves whichever
