@@ -10,6 +10,7 @@ import math
 import socket
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -257,6 +258,49 @@ def test_the_pool_keeps_connections_up_to_its_bound_and_closes_expired_ones(
     for ours, theirs in pairs:
         ours.close()
         theirs.close()
+
+
+def test_the_pool_looks_up_a_host_once_and_again_after_no_address_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Addresses are reused while fresh; the first that answers is used; when none does,
+    the next connection looks them up again."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=8)
+    with socket.create_server(("127.0.0.1", 0)) as dead:
+        dead_port = dead.getsockname()[1]  # closed when the block ends: refuses connections
+    live_port = listener.getsockname()[1]
+    lookups: list[str] = []
+    real_lookup = socket.getaddrinfo
+
+    def lookup(host: str, port: int, *args: Any) -> Any:
+        lookups.append(host)  # the refusing address first, then the one that answers
+        here = "127.0.0.1"
+        return [*real_lookup(here, dead_port, *args), *real_lookup(here, live_port, *args)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    pool, origin = Pool(), ("http", "model.invalid", live_port)
+
+    def connected() -> None:
+        connection = pool.connect(origin, 5.0)
+        assert connection.sock.getpeername()[1] == live_port
+        connection.close()
+
+    connected()
+    connected()
+    assert lookups == ["model.invalid"]
+    monkeypatch.setattr(transport, "_ADDRESSES_FOR", 0.0)
+    connected()
+    assert len(lookups) == 2  # stale at once: looked up again
+    monkeypatch.setattr(transport, "_ADDRESSES_FOR", 60.0)
+    listener.close()
+    import httpx2
+
+    with pytest.raises(httpx2.ConnectError, match="model.invalid"):
+        pool.connect(origin, 5.0)  # the addresses it knows
+    assert len(lookups) == 2
+    with pytest.raises(httpx2.ConnectError):
+        pool.connect(origin, 5.0)
+    assert len(lookups) == 3
 
 
 def test_stream_json_reads_as_json_does_where_orjson_refuses() -> None:
