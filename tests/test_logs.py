@@ -206,6 +206,16 @@ def test_text_lines_are_redacted_too_and_short_values_left_alone(restore_logging
     assert stream.getvalue().endswith(f"WARNING engine.test: key {REDACTED} in en\n")
 
 
+def test_records_do_not_look_up_the_thread(restore_logging: None) -> None:
+    """No line shows it, and under gevent the lookup makes a dummy thread per request."""
+    configure(Settings(log_format="json"), environ={}, stream=io.StringIO())
+    record = logging.getLogger("engine.test").makeRecord(
+        "engine.test", logging.INFO, "x.py", 1, "line", (), None
+    )
+    assert record.thread is None and record.threadName is None
+    assert record.process is not None  # gunicorn's text lines show the pid
+
+
 def test_the_secrets_known_at_start(tmp_path: Path) -> None:
     from engine.logs import secret_values
 
