@@ -245,6 +245,30 @@ def test_rule_bot_greets_answers_and_sends_a_clicked_suggested_reply(page: Page)
     expect(page.get_by_test_id("suggested-reply")).to_have_text(["Goodbye"])
 
 
+def test_drawing_the_diagram_leaves_the_page_layout_alone(page: Page) -> None:
+    """Mermaid draws in a scratch element and removes it. Without one of ours it adds it
+    to the body, a flex column here: the page's layout jumped while a diagram was drawn
+    (after every turn, to mark the path taken), and a click on Send then could land
+    elsewhere and be lost."""
+    open_bot(page, "hello")
+    diagram = page.get_by_test_id("diagram")
+    expect(diagram).to_have_attribute("data-renders", "1")
+    page.evaluate(
+        """() => {
+            window.addedToBody = [];
+            new MutationObserver((changes) => {
+                for (const change of changes)
+                    for (const node of change.addedNodes)
+                        window.addedToBody.push(node.id || node.nodeName);
+            }).observe(document.body, { childList: true });
+        }"""
+    )
+    say(page, "hi")
+    expect_answer(page, "Hello! You said: hi")
+    expect(diagram).to_have_attribute("data-renders", "2")  # drawn again, the path marked
+    assert page.evaluate("window.addedToBody") == []
+
+
 def test_a_scripted_model_answer_arrives_in_pieces(page: Page) -> None:
     open_bot(page, "slow")
     say(page, "go")

@@ -26,9 +26,28 @@ function loadMermaid() {
   return loading;
 }
 
+/**
+ * Where mermaid draws before it hands back the SVG: made once, out of the page's flow.
+ * Without it mermaid adds its scratch element to the body, a flex column here, and the
+ * whole page's layout jumped while a diagram was drawn (after every turn): a click on
+ * Send at that moment could land elsewhere and be lost.
+ */
+function scratchArea() {
+  let area = document.getElementById("diagram-scratch");
+  if (!area) {
+    area = document.createElement("div");
+    area.id = "diagram-scratch";
+    area.className = "diagram-scratch";
+    area.setAttribute("aria-hidden", "true");
+    document.body.append(area);
+  }
+  return area;
+}
+
 export class Diagram {
   constructor(container) {
     this.container = container;
+    this.scratch = scratchArea();
     this.text = null;
     this.taken = [];
     this.renders = 0;
@@ -81,7 +100,7 @@ export class Diagram {
     try {
       const mermaid = await loadMermaid();
       this.renders += 1;
-      const { svg } = await mermaid.render(`diagram-${this.renders}`, source);
+      const { svg } = await mermaid.render(`diagram-${this.renders}`, source, this.scratch);
       container.innerHTML = svg;
       const el = container.querySelector("svg");
       if (el) el.dataset.testid = "diagram-svg";
