@@ -223,10 +223,8 @@ def _polled(
             continue
         except (ProviderError, *LOCAL_BUGS):
             raise
-        except Exception as exc:  # an SDK surprise: retryable, logged (as in `_produce`)
-            raise ProviderError(
-                f"{model.label}: {type(exc).__name__}: {exc}", retryable=True
-            ) from exc
+        except Exception as exc:
+            raise _surprise(model, exc) from exc
         if chunks is None:
             return
         if chunks:
@@ -273,8 +271,14 @@ def _open_here(model: CompiledModel, call: ModelCall, opener: Opener) -> ChunkSt
         return opener(model, call)
     except (ProviderError, *LOCAL_BUGS):
         raise
-    except Exception as exc:  # an SDK surprise: retryable, logged
-        raise ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True) from exc
+    except Exception as exc:
+        raise _surprise(model, exc) from exc
+
+
+def _surprise(model: CompiledModel, exc: Exception) -> ProviderError:
+    """Anything else a model's stream raised (an SDK surprise): retryable, and logged by
+    the chain with the model's label."""
+    return ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True)
 
 
 def _produce(
@@ -302,8 +306,6 @@ def _produce(
         handover.put(_DONE)
     except (ProviderError, *LOCAL_BUGS) as exc:
         handover.put(exc)
-    except Exception as exc:  # an SDK surprise: retryable, logged
+    except Exception as exc:
         if not stop.is_set():
-            handover.put(
-                ProviderError(f"{model.label}: {type(exc).__name__}: {exc}", retryable=True)
-            )
+            handover.put(_surprise(model, exc))
