@@ -19,7 +19,8 @@ of its event loop (`max_accept = 1`), to share one listening socket fairly. With
 `reuse_port` every worker has its own socket and the kernel has already chosen the worker,
 so that limit only slows a busy worker down: relaying 2,000 model streams, its accept queue
 drained at about 40 connections/s and p99 time to first byte reached 4-13 s in 10 of 36
-runs; with gevent's default (100) it was 0.6-1.6 s in all 29 runs (bench/README.md).
+runs; with gevent's default (100) it was 0.6-1.6 s in all 29 runs (bench/README.md). Here
+a worker takes every connection waiting, for up to half a second per turn (`ACCEPT_BUDGET`).
 
 Third, reading: gunicorn waits for a request's headers as long as for an idle keep-alive
 connection's next request (`keepalive`, 75 s), and a body shorter than its Content-Length
@@ -53,7 +54,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from functools import partial
@@ -81,8 +84,9 @@ _PlainSocket = monkey.get_original("socket", "socket")
 _ENDING_MARGIN = 2.0
 
 
-# New connections a worker takes per turn of its event loop (every one waiting, up to this).
-ACCEPT_BATCH = 1000
+# How long a worker goes on taking new connections in one turn of its event loop (seconds):
+# every connection waiting is taken and answered up to its first bytes, for up to this long.
+ACCEPT_BUDGET = 0.5
 
 
 class _OwnSocketServer(StreamServer):  # type: ignore[misc]
@@ -97,15 +101,55 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
     answered as far as it can go (a model's answer: its `meta` written, the model called)
     before any chunk of older answers: first bytes first. A burst of new connections
     delays streaming answers by about as long as answering their first bytes takes.
+
+    Taking them is bounded by time, not by count (`ACCEPT_BUDGET`). A count of 1,000 ended
+    a burst's turn while more connections waited in the kernel's queue; the loop then ran
+    the chunks that had come due for every answer already open (about 70 µs each) before it
+    took the next ones, and the last of 5,000 conversations waited for those rounds of
+    chunks as well as for the first bytes before its own. A bound there is, so that a flood
+    of connections cannot hold every answer already streaming (or the worker's heartbeat)
+    for longer than that: the next turn takes the rest.
     """
+
+    # When the current turn's taking ends (time.monotonic()), set as each turn begins.
+    _taking_until = math.inf
 
     @property
     def max_accept(self) -> int:
-        return ACCEPT_BATCH
+        return sys.maxsize  # bounded in time instead, by `do_read`
 
     @max_accept.setter
     def max_accept(self, value: int) -> None:
         """Ignore gunicorn's `1`, meant for workers that share one socket."""
+
+    def _do_read(self) -> None:
+        """One turn's taking (gevent's accept watcher), with the garbage collector paused.
+
+        Answering the first bytes of thousands of new connections allocates fast: young
+        collections, each walking every object allocated since the last, ran every hundred
+        connections or so, on the way to first bytes that others waited for. Paused, the
+        collection runs once the turn ends, among the answers' chunks. 5,000 conversations
+        at once (bench/first_byte.py), five runs of each alternated: first byte p99 686 ms
+        on average with turns of 1,000 connections, 667 bounded in time, 594 bounded and
+        paused. A turn is bounded in time, and so is what it allocates.
+        """
+        self._taking_until = time.monotonic() + ACCEPT_BUDGET
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            super()._do_read()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def do_read(self) -> tuple[Any, Any] | None:
+        """The next connection waiting, or None to end this turn: the kernel's queue is
+        empty, or the turn has had its `ACCEPT_BUDGET` (the listening socket then stays
+        readable, and the loop's next turn goes on taking)."""
+        if time.monotonic() >= self._taking_until:
+            return None
+        taken: tuple[Any, Any] | None = super().do_read()
+        return taken
 
     def do_handle(self, *args: Any) -> None:
         try:

@@ -8,8 +8,11 @@ against the real server (tests/test_slow_clients.py, tests/test_shutdown.py).
 
 from __future__ import annotations
 
+import gc
 import socket
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -22,7 +25,6 @@ import engine.worker
 from engine import cooperative
 from engine.protocol.guard import ServerStopping
 from engine.worker import (
-    ACCEPT_BATCH,
     FairGeventWorker,
     _Connection,
     _ending_margin,
@@ -37,14 +39,70 @@ def listener() -> Iterator[socket.socket]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
+    sock.setblocking(False)  # as a worker's: an empty queue ends a turn instead of waiting
     yield sock
     sock.close()
 
 
-def test_its_servers_take_every_connection_waiting(listener: socket.socket) -> None:
-    server = _OwnSocketServer(listener, handle=lambda *_: None)
+def _one_burst(
+    listener: socket.socket, waiting: int, answer: Callable[[], None] = lambda: None
+) -> list[str]:
+    """Serve `waiting` connections queued before the server starts, each answered by
+    `answer` in its handler; "loop turned" marks where the event loop turned between them
+    (a callback queued by the first answer)."""
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(waiting)]
+    order: list[str] = []
+
+    def handle(sock: Any, address: Any) -> None:
+        if not order:
+            gevent.get_hub().loop.run_callback(order.append, "loop turned")
+        order.append("answered")
+        answer()
+
+    server = _OwnSocketServer(listener, handle=handle, spawn=Pool(waiting))
     server.max_accept = 1  # what gunicorn sets whenever workers > 1
-    assert server.max_accept == ACCEPT_BATCH
+    server.start()
+    try:
+        with gevent.Timeout(10):
+            while order.count("answered") < waiting or "loop turned" not in order:
+                gevent.sleep(0.01)
+    finally:
+        server.stop()
+        for client in clients:
+            client.close()
+    return order
+
+
+def test_its_servers_take_every_connection_waiting_in_one_turn(listener: socket.socket) -> None:
+    assert _one_burst(listener, 5) == ["answered"] * 5 + ["loop turned"]
+
+
+def test_a_turn_takes_connections_for_half_a_second_at_most(
+    monkeypatch: pytest.MonkeyPatch, listener: socket.socket
+) -> None:
+    """So a flood of new connections holds the answers already streaming (and the worker's
+    heartbeat) for that long at most: the next turn takes the rest."""
+    monkeypatch.setattr(engine.worker, "ACCEPT_BUDGET", 0.1)
+    order = _one_burst(listener, 5, answer=lambda: time.sleep(0.06))  # 60 ms of work each
+    assert order[0] == "answered"  # a turn takes one connection at least
+    assert order.index("loop turned") < 5  # before the fifth: 0.3 s in all
+
+
+def test_a_turn_runs_with_the_garbage_collector_paused(listener: socket.socket) -> None:
+    """Its collections wait for the turn's end, instead of delaying the first bytes that
+    the connections after it wait for."""
+    collecting: list[bool] = []
+    _one_burst(listener, 3, answer=lambda: collecting.append(gc.isenabled()))
+    assert collecting == [False, False, False]
+    assert gc.isenabled()
+    gc.disable()  # a process that had paused it itself: left paused
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as another:
+            another.setblocking(False)
+            _one_burst(another, 1)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_new_connection_is_answered_at_once_from_the_accept_watcher(
@@ -98,7 +156,7 @@ def test_run_uses_them_only_when_each_worker_has_its_own_socket(
     worker.run()
     (server,) = built
     assert isinstance(server, Own) is own_sockets
-    assert server.max_accept == (ACCEPT_BATCH if own_sockets else 1)  # gunicorn's 1: 2 workers
+    assert server.max_accept == (sys.maxsize if own_sockets else 1)  # gunicorn's 1: 2 workers
 
 
 class _Request:
