@@ -34,6 +34,16 @@ from engine.worker import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _arrivals_reset() -> Iterator[None]:
+    """The count of requests arriving is the process's (engine/cooperative.py): a test's
+    connection that reads a request and never answers leaves it raised, and answers in
+    later tests would wait for it (tests/test_first_bytes.py checks it is 0)."""
+    yield
+    while cooperative._arriving > 0:
+        cooperative.arrived(-1)
+
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     sock = socket.socket()
