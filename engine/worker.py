@@ -71,7 +71,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from .cooperative import arrived
+from .cooperative import WAIT_LIMIT, arrived
 from .protocol.guard import ServerStopping
 from .settings import Settings
 
@@ -86,7 +86,8 @@ _ENDING_MARGIN = 2.0
 
 # How long a worker goes on taking new connections in one turn of its event loop (seconds):
 # every connection waiting is taken and answered up to its first bytes, for up to this long.
-ACCEPT_BUDGET = 0.5
+# The answers already streaming wait that long at most, as they do for requests arriving.
+ACCEPT_BUDGET = WAIT_LIMIT
 
 
 class _OwnSocketServer(StreamServer):  # type: ignore[misc]
