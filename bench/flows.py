@@ -14,7 +14,8 @@
 * `ratio`: turns per second of the flow turn over those of each plain turn (target ≥ 0.8).
 * `state_us`: `encode` and `decode` alone, with the flow turn's vars (3 short strings).
 
-Rounds alternate between the turns, and each keeps its best round.
+Rounds alternate between the turns, and each keeps its best round. Through a real server,
+the same flow turn is the `flow` mode of `python -m bench.turn_cpu` (`served_flow`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from engine.compiled import CompiledBot
@@ -32,6 +34,7 @@ from engine.protocol.transcript import Transcript
 from engine.runtime import run
 from engine.state import FlowState, decode, encode
 
+from .procs import RESULTS
 from .regex import SHORT, body, per_turn_us, turn
 from .serve import ACCESS_KEY, BENCH, KEY_VAR
 
@@ -68,7 +71,11 @@ def _load(text: str) -> CompiledBot:
 
 
 def _messages(metadata: str | None) -> bytes:
-    query = {
+    return json.dumps(_flow_query(metadata)).encode()
+
+
+def _flow_query(metadata: str | None) -> dict[str, Any]:
+    return {
         "version": "1.2",
         "type": "query",
         "query": [
@@ -80,7 +87,18 @@ def _messages(metadata: str | None) -> bytes:
         "conversation_id": "c",
         "message_id": "m",
     }
-    return json.dumps(query).encode()
+
+
+def served_flow(env: Mapping[str, str]) -> tuple[Path, dict[str, Any]]:
+    """The flow bot in a folder for a server to serve (with bench/bots' access key, so it
+    signs its state with a key derived from it, or with ENGINE_STATE_SECRET if `env` has
+    one), and the body of the flow turn above, its state signed as that server signs it:
+    `env` is the server's environment."""
+    folder = RESULTS / "flow-bots"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "booking.yaml").write_text(f"access_key: ${{{KEY_VAR}}}\n{FLOW}")
+    bot = load_paths([folder], env=env).bots["booking"]
+    return folder, _flow_query(_started(bot))
 
 
 def _started(bot: CompiledBot) -> str:

@@ -178,7 +178,11 @@ def regex(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 
 def flows(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """In-process (bench.flows), then through servers (bench.turn_cpu's `default` and
+    `flow`, each one worker on core 0, loaded from core 1): the throughput a worker keeps."""
     results["flows"] = run_json(["-m", "bench.flows"], cpus=CLIENT_CPU, timeout=120)
+    served = ["-m", "bench.turn_cpu", "--rounds", "3", "--duration", "1", "default", "flow"]
+    results["flows"]["served"] = run_json(served, cpus=None, timeout=120)
 
 
 def limits(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -378,12 +382,21 @@ def _flows_lines(flows: dict[str, Any]) -> list[str]:
     turns = ", ".join(f"{name} {us:g} µs" for name, us in flows["turn_us"].items())
     ratios = ", ".join(f"{name} **{ratio:.2f}×**" for name, ratio in flows["ratio"].items())
     state = flows["state_us"]
-    return [
+    lines = [
         "",
         f"Flow turns (bench.flows), in-process: {turns}; turns/s ratios (target: flow ≥ 0.8× "
         f"the plain faq turn): {ratios}; state encode {state['encode']:g} µs, decode "
         f"{state['decode']:g} µs.",
     ]
+    served = flows.get("served")
+    if served:
+        cpu, ratio = served["cpu_us"], served["cpu_ratio"]["flow"]
+        lines.append(
+            f"Through the server (bench.turn_cpu default flow, the worker's CPU per request): "
+            f"flow {cpu['flow']:g} µs, plain faq turn {cpu['default']:g} µs: flow / plain "
+            f"**{ratio:.2f}×** by CPU, {served['rps_ratio']['flow']:.2f}× by req/s."
+        )
+    return lines
 
 
 def _limits_lines(limits: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 `python -m bench.turn_cpu [--rounds 7] [--duration 2] [MODE ...]` starts one server per
 mode at once (each one worker on core 0, as row (c)): `off` (request lines and metrics
 off), `default` (row (c): metrics on, lines off), `text` and `json` (lines at INFO and
-metrics), `flask` (row (b), the bare Flask SSE echo). Each round loads every server in
+metrics), `flask` (row (b), the bare Flask SSE echo), `flow` (bench/flows.py's flow turn on
+the default config: its state verified and signed again). Each round loads every server in
 turn for `--duration` seconds (100 keep-alive connections from core 1) and reads the
 worker's CPU time from /proc before and after: CPU per request counts only what the
 worker itself spent, so other processes on a shared core change it far less than they
@@ -19,19 +20,41 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .flows import served_flow
 from .procs import Server, children, free_port, run_json, start_server, stop_server
 from .run import AUTH, QUERY
+from .serve import ACCESS_KEY, KEY_VAR
 
-TARGETS: dict[str, tuple[list[str], str, str]] = {
-    "off": (["engine", "--observed", "off"], "/faq", "5-7 days"),
-    "default": (["engine"], "/faq", "5-7 days"),
-    "text": (["engine", "--observed", "text"], "/faq", "5-7 days"),
-    "json": (["engine", "--observed", "json"], "/faq", "5-7 days"),
-    "flask": (["flask"], "/echo", "done"),
-}
+
+@dataclass(frozen=True)
+class Target:
+    """A server (bench.serve's arguments), the path loaded, what every answer holds, and
+    the query sent."""
+
+    server: list[str]
+    path: str
+    expect: str
+    query: dict[str, Any] = field(default_factory=lambda: QUERY)
+
+
+FAQ = ("/faq", "5-7 days")
+MODES = ("off", "default", "text", "json", "flask", "flow")
+
+
+def target(mode: str) -> Target:
+    if mode == "flask":
+        return Target(["flask"], "/echo", "done")
+    if mode == "flow":
+        env = dict(os.environ)  # what the server's environment will be
+        env.setdefault(KEY_VAR, ACCESS_KEY)
+        folder, query = served_flow(env)
+        return Target(["engine", "--bots", str(folder)], "/booking", "nights in Rome", query)
+    observed = [] if mode == "default" else ["--observed", mode]
+    return Target(["engine", *observed], *FAQ)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -43,41 +66,41 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def one_load(server: Server, workers: list[int], path: str, expect: str, seconds: float) -> Any:
+def one_load(server: Server, workers: list[int], aim: Target, seconds: float) -> Any:
     before = cpu_seconds(workers)
-    command = ["-m", "bench.loadgen", "--port", str(server.port), "--path", path]
-    command += ["--body", json.dumps(QUERY), "--expect", expect, "--header", AUTH]
+    command = ["-m", "bench.loadgen", "--port", str(server.port), "--path", aim.path]
+    command += ["--body", json.dumps(aim.query), "--expect", aim.expect, "--header", AUTH]
     command += ["--connections", "100", "--duration", str(seconds), "--warmup", "0"]
     result = run_json(command, cpus="1", timeout=seconds + 60)
     spent = cpu_seconds(workers) - before
     if result["errors"] or not result["requests"]:
-        raise RuntimeError(f"{path}: {result['errors'] or 'no answers'}")
+        raise RuntimeError(f"{aim.path}: {result['errors'] or 'no answers'}")
     return spent / result["requests"] * 1e6, result["rps"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modes", nargs="*", help=f"of {', '.join(TARGETS)} (default: all)")
+    parser.add_argument("modes", nargs="*", help=f"of {', '.join(MODES)} (default: all)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--duration", type=float, default=2.0)
     args = parser.parse_args()
-    modes: list[str] = args.modes or list(TARGETS)
-    if unknown := set(modes) - TARGETS.keys():
-        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    modes: list[str] = args.modes or list(MODES)
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    aims = {mode: target(mode) for mode in modes}
     servers: dict[str, tuple[Server, list[int]]] = {}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     rps: dict[str, list[float]] = {mode: [] for mode in modes}
     loads = []
     try:
         for mode in modes:
-            server = start_server(TARGETS[mode][0], free_port(), cpus="0")
+            server = start_server(aims[mode].server, free_port(), cpus="0")
             time.sleep(0.3)  # the worker forked and serving
             servers[mode] = (server, children(server.process.pid))
         for _ in range(args.rounds):
             loads.append(os.getloadavg()[0])
             for mode, (server, workers) in servers.items():
-                _, path, expect = TARGETS[mode]
-                us, rate = one_load(server, workers, path, expect, args.duration)
+                us, rate = one_load(server, workers, aims[mode], args.duration)
                 cpu[mode].append(us)
                 rps[mode].append(rate)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from limits import RateLimitItem
@@ -346,6 +347,18 @@ class CompiledBot:
     escapes: tuple[CompiledEscape, ...] = ()
     hosts: HostPolicy | None = None  # from `allow_hosts`; None: the bot makes no calls
     state_key: bytes = b""  # signs flow state (engine/state.py)
+
+    @cached_property
+    def flows_wait(self) -> bool:
+        """Whether a turn of one of its flows may wait on something outside: a model, an
+        outside call, or files to upload. Such a turn sends `meta` at once; the turns of
+        flows that only ask, say and decide are answered in one write, as replies are
+        (a flow can start any other, so this is the bot's, not one flow's)."""
+        return any(
+            isinstance(step, LLMStep | CallStep) or (isinstance(step, ReplyStep) and step.files)
+            for flow in self.flows.values()
+            for step in flow.steps
+        )
 
     def models(self) -> list[CompiledModel]:
         """Every model any route or flow step can call, suggestion models included."""

@@ -17,7 +17,7 @@ from engine.errors import place
 from engine.loader import load_text
 from engine.loader.var_reads import condition_reads, template_reads
 from engine.patterns import compile_pattern
-from engine.protocol.events import Data, Error, Event, Suggest, Text
+from engine.protocol.events import Data, Error, Event, Meta, Suggest, Text
 from engine.protocol.guard import guarded
 from engine.protocol.requests import parse_query
 from engine.protocol.transcript import Transcript
@@ -117,6 +117,41 @@ def test_the_data_event_comes_last_before_done() -> None:
     chat.messages.append(user("book"))
     events = chat.events(chat.messages)
     assert [type(e).__name__ for e in events] == ["Meta", "Text", "Data", "Done"]
+
+
+def test_meta_leaves_at_once_only_when_a_flow_may_wait_on_something_outside() -> None:
+    """Flows that only ask, say and decide answer in one write, as replies do; when any
+    flow of the bot has a model or an outside call, `meta` leaves before any of it (the
+    5 s Poe gives for first bytes), whichever flow runs."""
+    quick = Chat(make(BOOKING))
+    quick.messages.append(user("book"))
+    started = quick.events(quick.messages)[0]
+    quick.say("book")
+    resumed = quick.events([*quick.messages, user("2")])[0]
+    assert isinstance(started, Meta) and isinstance(resumed, Meta)
+    assert (started.flush, resumed.flush) == (False, False)
+
+    waiting = make(
+        """
+        model: {provider: openai, name: gpt-4o-mini}
+        flows:
+          greet:
+            - ask: "Your name?"
+              save: name
+          chat:
+            - llm: {prompt: "Say hello."}
+        routes:
+          - flow: greet
+        """,
+        {**ENV, "OPENAI_API_KEY": "sk-test"},
+    )
+    slow = Chat(waiting)
+    slow.messages.append(user("hi"))
+    started = slow.events(slow.messages)[0]
+    slow.say("hi")
+    resumed = slow.events([*slow.messages, user("Ada")])[0]
+    assert isinstance(started, Meta) and isinstance(resumed, Meta)
+    assert (started.flush, resumed.flush) == (True, True)
 
 
 def test_running_out_of_tries_takes_on_fail() -> None:

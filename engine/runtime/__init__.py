@@ -100,7 +100,7 @@ def run(
         yield _logged(bot, exc)
         return
     if state is not None:  # a flow is running: the message answers it
-        yield Meta(flush=True)
+        yield Meta(flush=bot.flows_wait)
         yield from _resumed(scope, state, refusal, escape)
     else:
         yield from _routed(scope, route, refusal)
@@ -131,7 +131,7 @@ def _routed(scope: Scope, route: CompiledRoute | None, refusal: Error | None) ->
     """Route first, then `meta`: only the route knows whether Poe should suggest replies.
     A route that asks a model sends `meta` at once (flush); others answer in one write."""
     poe_suggests = isinstance(suggestions_of(route), PoeSuggests)
-    yield Meta(suggested_replies=poe_suggests, flush=_waits(route))
+    yield Meta(suggested_replies=poe_suggests, flush=_waits(scope.bot, route))
     if refusal is not None or route is None:
         yield refusal or Error(NO_ROUTE, allow_retry=False)
         return
@@ -160,10 +160,13 @@ def _resumed(
         yield _logged(scope.bot, exc)
 
 
-def _waits(route: CompiledRoute | None) -> bool:
-    """Whether answering this route waits for a model (or may: a flow)."""
-    if isinstance(route, CompiledLLM | CompiledFlowRoute | CompiledCallRoute):
+def _waits(bot: CompiledBot, route: CompiledRoute | None) -> bool:
+    """Whether answering this route waits for a model or an outside call (or may: a flow
+    of a bot whose flows have such steps)."""
+    if isinstance(route, CompiledLLM | CompiledCallRoute):
         return True
+    if isinstance(route, CompiledFlowRoute):
+        return bot.flows_wait
     return isinstance(suggestions_of(route), GenerateSuggestions)
 
 
