@@ -124,12 +124,13 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
         """Ignore gunicorn's `1`, meant for workers that share one socket."""
 
     def _do_read(self) -> None:
-        """One turn's taking (gevent's accept watcher), with the garbage collector paused.
+        """One turn's taking, with the garbage collector paused. (gevent's BaseServer calls
+        `_do_read` from its accept watcher; tests/test_worker.py fails if it no longer does.)
 
-        Answering the first bytes of thousands of new connections allocates fast: young
-        collections, each walking every object allocated since the last, ran every hundred
-        connections or so, on the way to first bytes that others waited for. Paused, the
-        collection runs once the turn ends, among the answers' chunks. 5,000 conversations
+        Answering the first bytes of thousands of new connections allocates fast: in a
+        burst of 5,000, each worker ran about ten young collections of up to 12 ms, each
+        delaying every first byte still to come. Paused, the collection runs once the
+        turn ends, among the answers' chunks. 5,000 conversations
         at once (bench/first_byte.py), five runs of each alternated: first byte p99 686 ms
         on average with turns of 1,000 connections, 667 bounded in time, 594 bounded and
         paused. A turn is bounded in time, and so is what it allocates.
