@@ -119,18 +119,21 @@ def test_the_data_event_comes_last_before_done() -> None:
     assert [type(e).__name__ for e in events] == ["Meta", "Text", "Data", "Done"]
 
 
+def _metas(bot: CompiledBot, start: str, answer: str) -> tuple[bool, bool]:
+    """Whether `meta` flushes when `start` starts the flow, then when `answer` resumes it."""
+    chat = Chat(bot)
+    started = chat.events([user(start)])[0]
+    chat.say(start)
+    resumed = chat.events([*chat.messages, user(answer)])[0]
+    assert isinstance(started, Meta) and isinstance(resumed, Meta)
+    return started.flush, resumed.flush
+
+
 def test_meta_leaves_at_once_only_when_a_flow_may_wait_on_something_outside() -> None:
     """Flows that only ask, say and decide answer in one write, as replies do; when any
     flow of the bot has a model or an outside call, `meta` leaves before any of it (the
     5 s Poe gives for first bytes), whichever flow runs."""
-    quick = Chat(make(BOOKING))
-    quick.messages.append(user("book"))
-    started = quick.events(quick.messages)[0]
-    quick.say("book")
-    resumed = quick.events([*quick.messages, user("2")])[0]
-    assert isinstance(started, Meta) and isinstance(resumed, Meta)
-    assert (started.flush, resumed.flush) == (False, False)
-
+    assert _metas(make(BOOKING), "book", "2") == (False, False)
     waiting = make(
         """
         model: {provider: openai, name: gpt-4o-mini}
@@ -145,13 +148,7 @@ def test_meta_leaves_at_once_only_when_a_flow_may_wait_on_something_outside() ->
         """,
         {**ENV, "OPENAI_API_KEY": "sk-test"},
     )
-    slow = Chat(waiting)
-    slow.messages.append(user("hi"))
-    started = slow.events(slow.messages)[0]
-    slow.say("hi")
-    resumed = slow.events([*slow.messages, user("Ada")])[0]
-    assert isinstance(started, Meta) and isinstance(resumed, Meta)
-    assert (started.flush, resumed.flush) == (True, True)
+    assert _metas(waiting, "hi", "Ada") == (True, True)
 
 
 def test_running_out_of_tries_takes_on_fail() -> None:
