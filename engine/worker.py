@@ -130,9 +130,9 @@ class _OwnSocketServer(StreamServer):  # type: ignore[misc]
         Answering the first bytes of thousands of new connections allocates fast: in a
         burst of 5,000, each worker ran about ten young collections of up to 12 ms, each
         delaying every first byte still to come. Paused, the collection runs once the
-        turn ends, among the answers' chunks. 5,000 conversations
-        at once (bench/first_byte.py), five runs of each alternated: first byte p99 686 ms
-        on average with turns of 1,000 connections, 667 bounded in time, 594 bounded and
+        turn ends, among the answers' chunks. 5,000 conversations at once
+        (bench/first_byte.py), five runs of each alternated: first byte p99 686 ms on
+        average with turns of 1,000 connections, 667 bounded in time, 594 bounded and
         paused. A turn is bounded in time, and so is what it allocates.
         """
         self._taking_until = time.monotonic() + ACCEPT_BUDGET
